@@ -1,1 +1,86 @@
-//! Placeholder.
+//! The Redlock distributed lock algorithm, generic over a small Redis connection trait.
+//!
+//! A rebuild of go-redsync/redsync v4 (antirez's Redlock): a lock is held when a quorum of
+//! N independent Redis masters hold its key with one random value, and it is trusted only
+//! for its *validity*: the expiry, less the time the acquire round took, less a clock-drift
+//! allowance. Release and extend are compare-and-act Lua scripts, so only the holder's
+//! value can be deleted or refreshed.
+//!
+//! This crate holds the whole algorithm and depends on no Redis client. Pick the driver
+//! crate that matches your client (`redlock-redis-rs`, `redlock-fred`, `redlock-deadpool`);
+//! each re-exports this crate, so you need only that one dependency.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use redlock_core::{Options, Redlock, memory::MemoryPool};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> redlock_core::Result<()> {
+//! // Any driver's pools go here; the in-memory one stands in for Redis in docs.
+//! let nodes = vec![MemoryPool::new(), MemoryPool::new(), MemoryPool::new()];
+//! let redlock = Redlock::with_options(nodes, Options::new().expiry(Duration::from_secs(10)))?;
+//!
+//! let mutex = redlock.mutex("report:daily")?;
+//! let mut guard = mutex.lock().await?;
+//! assert!(mutex.try_lock().await.unwrap_err().is_taken());
+//! guard.extend().await?;
+//! guard.unlock().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees and limits
+//!
+//! While [`Guard::remaining`] is above zero, no other client holding the same nodes can
+//! hold the lock, provided that no node loses its data on restart before the expiry has
+//! passed, and that clocks drift less than the drift allowance. A process paused past its
+//! validity (GC, swap, SIGSTOP) can still act after its lock expired: protect the resource
+//! itself, or check `remaining()` right before each side effect.
+
+mod conn;
+mod error;
+mod guard;
+mod lock;
+pub mod memory;
+mod options;
+mod quorum;
+pub mod scripts;
+pub mod validity;
+
+pub use conn::{
+    BoxConn, BoxPool, Conn, ConnError, ConnErrorKind, Pool, PoolExt, Reply, run_script,
+};
+pub use error::{Error, NodeError, NodeErrors, Result};
+pub use guard::Guard;
+pub use lock::{Mutex, Redlock};
+pub use options::{
+    DEFAULT_DRIFT_FACTOR, DEFAULT_EXPIRY, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_RETRY_DELAY,
+    DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_TRIES, Options,
+};
+pub use scripts::Script;
+pub use tokio::time::Instant;
+
+/// Compile-time checks that the public futures and handles can cross threads.
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_sync<T: Send + Sync>() {}
+    fn futures<P: Pool>(r: &Redlock<P>, m: &Mutex<P>, g: &mut Guard<P>) {
+        is_send(&r.lock("x"));
+        is_send(&m.lock());
+        is_send(&m.try_lock());
+        is_send(&m.lock_until(Instant::now()));
+        is_send(&m.lock_or_cancel(std::future::pending::<()>()));
+        is_send(&m.adopt());
+        is_send(&g.extend());
+    }
+    fn unlock<P: Pool>(g: Guard<P>) {
+        is_send(&g.unlock());
+    }
+    is_sync::<Redlock<BoxPool>>();
+    is_sync::<Mutex<BoxPool>>();
+    is_sync::<Guard<BoxPool>>();
+    is_sync::<Error>();
+    let _ = futures::<BoxPool>;
+    let _ = unlock::<BoxPool>;
+}

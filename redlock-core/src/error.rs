@@ -1,0 +1,159 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::conn::ConnError;
+
+/// A `Result` whose error defaults to this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong locking, extending or unlocking.
+///
+/// Match on the variant, or ask a predicate such as [`Error::is_taken`]. Node indexes are
+/// positions in the list of pools the lock was built with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another owner holds the lock on a quorum of nodes.
+    #[error("lock is held by another owner on nodes {nodes:?}")]
+    Taken {
+        /// The nodes on which another value holds the key.
+        nodes: Vec<usize>,
+    },
+
+    /// Too few nodes answered in favour: some were held by another owner, some failed.
+    #[error("quorum not reached: {succeeded} of {quorum} needed nodes agreed")]
+    NoQuorum {
+        /// How many nodes agreed.
+        succeeded: usize,
+        /// How many nodes had to agree.
+        quorum: usize,
+        /// The nodes on which another value holds the key.
+        taken: Vec<usize>,
+        /// The nodes that failed, each with its error; the first is the `source()`.
+        #[source]
+        errors: NodeErrors,
+    },
+
+    /// A quorum agreed, but the time it took (plus clock drift) used up the whole expiry.
+    #[error("lock validity used up: the attempt took {elapsed:?} of a {expiry:?} expiry")]
+    ValidityExhausted {
+        /// How long the attempt took.
+        elapsed: Duration,
+        /// The expiry the lock was asked for.
+        expiry: Duration,
+    },
+
+    /// On unlock or extend: the key is gone from a quorum of nodes; the lock had expired.
+    #[error("lock had already expired")]
+    Expired,
+
+    /// The options or inputs were rejected before anything was sent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The deadline given to the call passed before the lock was acquired.
+    #[error("deadline passed before the lock was acquired")]
+    DeadlineExceeded {
+        /// The last attempt's failure, if an attempt had finished.
+        #[source]
+        last: Option<Box<Error>>,
+    },
+
+    /// The cancellation signal given to the call fired before the lock was acquired.
+    #[error("acquire cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether another owner holds the lock (on a quorum of nodes, or on enough of them
+    /// that no quorum was possible).
+    pub fn is_taken(&self) -> bool {
+        match self {
+            Error::Taken { .. } => true,
+            Error::NoQuorum { taken, .. } => !taken.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Whether too few nodes agreed (for any reason, including [`Error::Taken`]).
+    pub fn is_no_quorum(&self) -> bool {
+        matches!(self, Error::Taken { .. } | Error::NoQuorum { .. })
+    }
+
+    /// Whether a quorum agreed too slowly for any validity to remain.
+    pub fn is_validity_exhausted(&self) -> bool {
+        matches!(self, Error::ValidityExhausted { .. })
+    }
+
+    /// Whether the lock had expired before an unlock or extend.
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Error::Expired)
+    }
+
+    /// Whether the input or options were rejected before anything was sent.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Config(_))
+    }
+
+    /// Whether the call's deadline passed.
+    pub fn is_deadline(&self) -> bool {
+        matches!(self, Error::DeadlineExceeded { .. })
+    }
+
+    /// Whether the call's cancellation signal fired.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// The errors of the nodes that failed, if this error carries them.
+    pub fn node_errors(&self) -> &[NodeError] {
+        match self {
+            Error::NoQuorum { errors, .. } => &errors.0,
+            Error::DeadlineExceeded { last: Some(last) } => last.node_errors(),
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Self {
+        Error::Config(reason.into())
+    }
+}
+
+/// One node's failure: its index and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("node {node} failed")]
+pub struct NodeError {
+    /// The node's index in the lock's list of pools.
+    pub node: usize,
+    /// What the driver reported, or the core's timeout.
+    #[source]
+    pub error: ConnError,
+}
+
+/// The failures of several nodes; `source()` is the first one's.
+#[derive(Debug, Default)]
+pub struct NodeErrors(pub Vec<NodeError>);
+
+impl NodeErrors {
+    /// The failures, in node order.
+    pub fn as_slice(&self) -> &[NodeError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<usize> = self.0.iter().map(|e| e.node).collect();
+        write!(f, "{} node(s) failed: {nodes:?}", self.0.len())
+    }
+}
+
+impl std::error::Error for NodeErrors {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .first()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

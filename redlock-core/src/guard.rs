@@ -1,0 +1,156 @@
+//! A held lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::conn::Pool;
+use crate::error::Result;
+use crate::lock::Mutex;
+use crate::quorum::{self, Call, Plan};
+
+/// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
+///
+/// The lock is only safe to rely on until [`Guard::valid_until`]; do the protected work
+/// within [`Guard::remaining`], or [`Guard::extend`] it first.
+///
+/// Dropping a guard without [`Guard::unlock`] releases the lock in the background (when a
+/// tokio runtime is running; otherwise the keys expire on their own).
+#[must_use = "dropping the guard releases the lock"]
+pub struct Guard<P: Pool> {
+    mutex: Mutex<P>,
+    value: Arc<str>,
+    valid_until: Instant,
+    held: bool,
+}
+
+impl<P: Pool> std::fmt::Debug for Guard<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("name", &self.mutex.name)
+            .field("value", &self.value)
+            .field("valid_until", &self.valid_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Pool> Guard<P> {
+    pub(crate) fn new(mutex: Mutex<P>, value: Arc<str>, valid_until: Instant) -> Self {
+        Self {
+            mutex,
+            value,
+            valid_until,
+            held: true,
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.mutex.name
+    }
+
+    /// The random value that marks this holder on every node. Hand it to another process,
+    /// with [`Options::value`](crate::Options::value), to let it take the lock over.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The instant, on this process's monotonic clock, until which the lock is valid.
+    pub fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
+    /// The validity left; zero once it has run out.
+    pub fn remaining(&self) -> Duration {
+        self.valid_until.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether validity is left.
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    /// Extends the lock by its expiry, counted from now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Expired`](crate::Error::Expired) when the key is gone from too many nodes,
+    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it,
+    /// [`Error::NoQuorum`](crate::Error::NoQuorum) when too many nodes failed. A failed
+    /// extend deletes nothing and leaves [`Guard::valid_until`] as it was.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future part-way may leave some nodes extended and the guard's
+    /// validity unchanged; nothing is deleted.
+    pub async fn extend(&mut self) -> Result<()> {
+        let ttl = self.mutex.settings.expiry_ms;
+        let drift = self.mutex.settings.drift;
+        self.valid_until = self.mutex.extend_with(&self.value, ttl, drift).await?;
+        Ok(())
+    }
+
+    /// Extends the lock by `expiry` instead of the lock's own, counted from now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) when `expiry` is out of range (checked before
+    /// anything is sent); otherwise as [`Guard::extend`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Guard::extend`].
+    pub async fn extend_to(&mut self, expiry: Duration) -> Result<()> {
+        let options = self.mutex.settings.options.clone().expiry(expiry);
+        let checked = options.validate(self.mutex.nodes.len())?;
+        self.valid_until = self
+            .mutex
+            .extend_with(&self.value, checked.expiry_ms, checked.drift)
+            .await?;
+        Ok(())
+    }
+
+    /// Releases the lock on every node and reports how that went.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Expired`](crate::Error::Expired) when the key had already expired on too
+    /// many nodes (the protected work may have overrun the lock),
+    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it,
+    /// [`Error::NoQuorum`](crate::Error::NoQuorum) when too many nodes failed. In every
+    /// case the keys that were still ours are deleted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future part-way drops the guard, which releases in the background.
+    pub async fn unlock(mut self) -> Result<()> {
+        let call = self.unlock_call();
+        let plan = Plan {
+            fail_fast: false,
+            ..self.mutex.plan()
+        };
+        let (tally, _) = quorum::fan_out(&self.mutex.nodes, plan, call).await;
+        self.held = false;
+        if tally.reached() {
+            return Ok(());
+        }
+        Err(tally.into_release_error())
+    }
+
+    fn unlock_call(&self) -> Arc<Call> {
+        Arc::new(Call::unlock(self.mutex.name.clone(), self.value.clone()))
+    }
+}
+
+impl<P: Pool> Drop for Guard<P> {
+    fn drop(&mut self) {
+        if self.held {
+            let plan = Plan {
+                fail_fast: false,
+                ..self.mutex.plan()
+            };
+            quorum::release_in_background(self.mutex.nodes.clone(), plan, self.unlock_call());
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The lock manager ([`Redlock`]) and one named lock ([`Mutex`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::time::Instant;
+
+use crate::conn::Pool;
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+use crate::options::{Options, RetryDelay, Settings, ValueSource};
+use crate::quorum::{self, Call, Nodes, Plan};
+use crate::validity;
+
+/// A lock manager over N independent Redis masters, one [`Pool`] per node.
+///
+/// Cheap to clone; clones share the nodes. Make one per set of nodes and take locks from
+/// it by name.
+///
+/// # Examples
+///
+/// ```
+/// use redlock_core::{Redlock, memory::MemoryPool};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> redlock_core::Result<()> {
+/// let nodes = vec![MemoryPool::new(), MemoryPool::new(), MemoryPool::new()];
+/// let redlock = Redlock::new(nodes)?;
+///
+/// let guard = redlock.lock("invoice:42").await?;
+/// // ... the protected work, while guard.remaining() is above zero ...
+/// guard.unlock().await?;
+/// # Ok(()) }
+/// ```
+pub struct Redlock<P: Pool> {
+    nodes: Nodes<P>,
+    options: Options,
+}
+
+impl<P: Pool> Clone for Redlock<P> {
+    fn clone(&self) -> Self {
+        Self {
+            nodes: self.nodes.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+impl<P: Pool> std::fmt::Debug for Redlock<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redlock")
+            .field("nodes", &self.nodes.len())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<P: Pool> Redlock<P> {
+    /// A lock manager over `pools` with the default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `pools` is empty.
+    pub fn new(pools: Vec<P>) -> Result<Self> {
+        Self::with_options(pools, Options::new())
+    }
+
+    /// A lock manager over `pools` whose locks use `options` unless told otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `pools` is empty or an option is out of range.
+    pub fn with_options(pools: Vec<P>, options: Options) -> Result<Self> {
+        options.validate(pools.len())?;
+        Ok(Self {
+            nodes: pools.into(),
+            options,
+        })
+    }
+
+    /// How many nodes this manager spans.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The options locks get by default.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The lock named `name`, with this manager's options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `name` is empty.
+    pub fn mutex(&self, name: &str) -> Result<Mutex<P>> {
+        self.mutex_with(name, self.options.clone())
+    }
+
+    /// The lock named `name`, with its own `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `name` is empty or an option is out of range.
+    pub fn mutex_with(&self, name: &str, options: Options) -> Result<Mutex<P>> {
+        if name.is_empty() {
+            return Err(Error::config("lock name must not be empty"));
+        }
+        let settings = options.validate(self.nodes.len())?;
+        Ok(Mutex {
+            nodes: self.nodes.clone(),
+            name: name.into(),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Acquires the lock named `name`, retrying; shorthand for
+    /// `self.mutex(name)?.lock().await`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`], and [`Error::Config`] when `name` is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`].
+    pub async fn lock(&self, name: &str) -> Result<Guard<P>> {
+        self.mutex(name)?.lock().await
+    }
+}
+
+/// One named lock over the manager's nodes. Cheap to clone.
+pub struct Mutex<P: Pool> {
+    pub(crate) nodes: Nodes<P>,
+    pub(crate) name: Arc<str>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl<P: Pool> Clone for Mutex<P> {
+    fn clone(&self) -> Self {
+        Self {
+            nodes: self.nodes.clone(),
+            name: self.name.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<P: Pool> std::fmt::Debug for Mutex<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mutex")
+            .field("name", &self.name)
+            .field("nodes", &self.nodes.len())
+            .field("quorum", &self.settings.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Pool> Mutex<P> {
+    /// The lock's name, which is its key on every node.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many nodes must agree.
+    pub fn quorum(&self) -> usize {
+        self.settings.quorum
+    }
+
+    /// Acquires the lock, making up to [`Options::tries`] attempts with the retry delay
+    /// between them.
+    ///
+    /// An attempt sets the key on every node at once, each call bounded by the per-node
+    /// timeout. It succeeds when a quorum agreed and validity is left after subtracting the
+    /// time taken and the drift allowance; otherwise the key is released on every node
+    /// before the next attempt. One random value serves all attempts of this call.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's failure: [`Error::Taken`], [`Error::NoQuorum`] (with each failed
+    /// node's error) or [`Error::ValidityExhausted`]; [`Error::Config`] when the value
+    /// generator returns an empty value.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense that matters: dropping the future part-way (say, from a
+    /// `tokio::select!` or `tokio::time::timeout`) leaves no key behind: a release is sent
+    /// to every node in the background. Keys are left to expire only if the drop happens
+    /// after the tokio runtime has shut down.
+    pub async fn lock(&self) -> Result<Guard<P>> {
+        self.acquire(self.settings.options.tries, None).await
+    }
+
+    /// Makes one attempt to acquire the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`], from its single attempt.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`].
+    pub async fn try_lock(&self) -> Result<Guard<P>> {
+        self.acquire(1, None).await
+    }
+
+    /// Acquires the lock as [`Mutex::lock`] does, but gives up at `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeadlineExceeded`] (with the last attempt's failure as its source) when the
+    /// deadline passes first, or would pass during the next retry delay; otherwise as
+    /// [`Mutex::lock`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`]; an attempt cut short by the deadline is released in the
+    /// background.
+    pub async fn lock_until(&self, deadline: Instant) -> Result<Guard<P>> {
+        let tries = self.settings.options.tries;
+        match tokio::time::timeout_at(deadline, self.acquire(tries, Some(deadline))).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::DeadlineExceeded { last: None }),
+        }
+    }
+
+    /// Acquires the lock as [`Mutex::lock`] does, unless `cancel` completes first.
+    ///
+    /// `cancel` is any future: a `CancellationToken::cancelled()`, a shutdown channel, a
+    /// signal handler.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] when `cancel` completes first; otherwise as [`Mutex::lock`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`]; an attempt cut short by `cancel` is released in the background.
+    pub async fn lock_or_cancel(&self, cancel: impl Future<Output = ()>) -> Result<Guard<P>> {
+        tokio::select! {
+            biased;
+            () = cancel => Err(Error::Cancelled),
+            result = self.lock() => result,
+        }
+    }
+
+    /// Takes over a lock that another process acquired with the value set by
+    /// [`Options::value`], by extending it on a quorum.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no fixed value was set; otherwise as [`Guard::extend`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future part-way may leave some nodes extended; the lock's keys are
+    /// never deleted by this call.
+    pub async fn adopt(&self) -> Result<Guard<P>> {
+        let ValueSource::Fixed(value) = &self.settings.options.value else {
+            return Err(Error::config("adopt needs a fixed value (Options::value)"));
+        };
+        let value: Arc<str> = value.as_str().into();
+        let ttl = self.settings.expiry_ms;
+        let valid_until = self.extend_with(&value, ttl, self.settings.drift).await?;
+        Ok(Guard::new(self.clone(), value, valid_until))
+    }
+
+    async fn acquire(&self, tries: u32, deadline: Option<Instant>) -> Result<Guard<P>> {
+        let value = self.new_value()?;
+        let mut cleanup = Cleanup {
+            mutex: self,
+            value: value.clone(),
+            armed: true,
+        };
+        let mut last = None;
+        for attempt in 1..=tries {
+            match self.attempt(&value).await {
+                Ok(valid_until) => {
+                    cleanup.armed = false;
+                    return Ok(Guard::new(self.clone(), value, valid_until));
+                }
+                Err(e) => last = Some(e),
+            }
+            if attempt == tries {
+                break;
+            }
+            let delay = retry_delay(&self.settings.options.retry_delay, attempt);
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                cleanup.armed = false;
+                return Err(Error::DeadlineExceeded {
+                    last: last.map(Box::new),
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+        cleanup.armed = false;
+        Err(last.unwrap_or_else(|| Error::config("tries must be at least 1")))
+    }
+
+    /// One acquire round; on failure, releases every node that may hold the value.
+    async fn attempt(&self, value: &Arc<str>) -> Result<Instant> {
+        let s = &self.settings;
+        let call = Arc::new(Call::lock(
+            self.name.clone(),
+            value.clone(),
+            s.expiry_ms,
+            true,
+        ));
+        let plan = self.plan();
+        let start = Instant::now();
+        let (tally, pending) = quorum::fan_out(&self.nodes, plan, call).await;
+        let elapsed = start.elapsed();
+        let taken = tally.taken.clone();
+        match validity::acquire_verdict(tally, s.options.expiry, elapsed, s.drift) {
+            Ok(left) => {
+                pending.finish_in_background::<P>(None);
+                Ok(start + elapsed + left)
+            }
+            Err(e) => {
+                let unlock = Arc::new(Call::unlock(self.name.clone(), value.clone()));
+                pending.finish_in_background(Some((self.nodes.clone(), plan, unlock.clone())));
+                let targets: Vec<usize> = (0..self.nodes.len())
+                    .filter(|n| !taken.contains(n))
+                    .collect();
+                quorum::release_on(&self.nodes, &targets, plan, unlock).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Refreshes the key to `ttl_ms` on every node that holds `value`; returns the new
+    /// validity deadline.
+    pub(crate) async fn extend_with(
+        &self,
+        value: &Arc<str>,
+        ttl_ms: u64,
+        drift: Duration,
+    ) -> Result<Instant> {
+        let create = self.settings.options.recreate_on_extend;
+        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_ms, create));
+        let plan = Plan {
+            fail_fast: false,
+            ..self.plan()
+        };
+        let start = Instant::now();
+        let (tally, _) = quorum::fan_out(&self.nodes, plan, call).await;
+        let elapsed = start.elapsed();
+        if !tally.reached() {
+            return Err(tally.into_release_error());
+        }
+        let expiry = Duration::from_millis(ttl_ms);
+        validity::validity(expiry, elapsed, drift)
+            .map(|left| Instant::now() + left)
+            .ok_or(Error::ValidityExhausted { elapsed, expiry })
+    }
+
+    pub(crate) fn plan(&self) -> Plan {
+        let s = &self.settings;
+        Plan {
+            quorum: s.quorum,
+            timeout: s.node_timeout,
+            fail_fast: s.options.fail_fast,
+            shuffle: s.options.shuffle,
+        }
+    }
+
+    fn new_value(&self) -> Result<Arc<str>> {
+        let value = match &self.settings.options.value {
+            ValueSource::Random => random_value(),
+            ValueSource::Generator(f) => f(),
+            ValueSource::Fixed(v) => v.clone(),
+        };
+        if value.is_empty() {
+            return Err(Error::config("value generator returned an empty value"));
+        }
+        Ok(value.into())
+    }
+}
+
+/// 16 random bytes, base64: the default lock value.
+fn random_value() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
+}
+
+/// The delay after failed attempt number `attempt` (1-based).
+pub(crate) fn retry_delay(delay: &RetryDelay, attempt: u32) -> Duration {
+    match delay {
+        RetryDelay::Uniform(min, max) if min < max => {
+            let span = max.saturating_sub(*min).as_nanos().min(u64::MAX.into()) as u64;
+            *min + Duration::from_nanos(rand::random_range(0..span))
+        }
+        RetryDelay::Uniform(min, _) => *min,
+        RetryDelay::Custom(f) => f(attempt),
+    }
+}
+
+/// Releases the key on every node if an acquire future is dropped part-way.
+struct Cleanup<'a, P: Pool> {
+    mutex: &'a Mutex<P>,
+    value: Arc<str>,
+    armed: bool,
+}
+
+impl<P: Pool> Drop for Cleanup<'_, P> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let m = self.mutex;
+        let call = Arc::new(Call::unlock(m.name.clone(), self.value.clone()));
+        let plan = Plan {
+            fail_fast: false,
+            ..m.plan()
+        };
+        quorum::release_in_background(m.nodes.clone(), plan, call);
+    }
+}

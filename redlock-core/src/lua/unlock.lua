@@ -1,0 +1,11 @@
+-- redlock-rs unlock: KEYS[1] key, ARGV[1] value
+-- Returns 1 when deleted, 0 when absent, -1 when another value holds it.
+local current = redis.call("GET", KEYS[1])
+if current == ARGV[1] then
+    redis.call("DEL", KEYS[1])
+    return 1
+end
+if current then
+    return -1
+end
+return 0

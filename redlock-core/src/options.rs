@@ -1,0 +1,300 @@
+//! Lock options, their defaults, and their validation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::validity;
+
+/// Default expiry of a lock: 8 s.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(8);
+/// Default number of attempts of [`Mutex::lock`](crate::Mutex::lock): 32.
+pub const DEFAULT_TRIES: u32 = 32;
+/// Default lower bound of the random delay between attempts: 50 ms.
+pub const DEFAULT_MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Default upper bound (exclusive) of the random delay between attempts: 250 ms.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Default clock drift factor: 0.01 of the expiry (plus a fixed 2 ms).
+pub const DEFAULT_DRIFT_FACTOR: f64 = 0.01;
+/// Default per-node timeout factor: 0.05 of the expiry.
+pub const DEFAULT_TIMEOUT_FACTOR: f64 = 0.05;
+/// The longest expiry accepted: 365 days.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The most attempts accepted by [`Options::tries`].
+pub const MAX_TRIES: u32 = 1_000_000;
+
+type DelayFn = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
+type ValueFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// How long to wait between two attempts.
+#[derive(Clone)]
+pub(crate) enum RetryDelay {
+    /// Uniformly random in `[min, max)`.
+    Uniform(Duration, Duration),
+    /// A function of the number of the attempt that just failed (1-based).
+    Custom(DelayFn),
+}
+
+/// Where a lock's value comes from.
+#[derive(Clone)]
+pub(crate) enum ValueSource {
+    /// 16 random bytes, base64.
+    Random,
+    /// The user's generator, called once per lock call.
+    Generator(ValueFn),
+    /// A fixed value, to take over a lock another process holds.
+    Fixed(String),
+}
+
+/// The options of a lock: a consuming builder whose every setter states its default.
+///
+/// Options are checked when a [`Redlock`](crate::Redlock) or
+/// [`Mutex`](crate::Mutex) is built from them, before anything is sent to Redis.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use redlock_core::Options;
+///
+/// let options = Options::new()
+///     .expiry(Duration::from_secs(30))
+///     .tries(5)
+///     .retry_delay(Duration::from_millis(10), Duration::from_millis(20));
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) expiry: Duration,
+    pub(crate) tries: u32,
+    pub(crate) retry_delay: RetryDelay,
+    pub(crate) drift_factor: f64,
+    pub(crate) timeout_factor: f64,
+    pub(crate) value: ValueSource,
+    pub(crate) fail_fast: bool,
+    pub(crate) shuffle: bool,
+    pub(crate) recreate_on_extend: bool,
+    pub(crate) quorum: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            expiry: DEFAULT_EXPIRY,
+            tries: DEFAULT_TRIES,
+            retry_delay: RetryDelay::Uniform(DEFAULT_MIN_RETRY_DELAY, DEFAULT_MAX_RETRY_DELAY),
+            drift_factor: DEFAULT_DRIFT_FACTOR,
+            timeout_factor: DEFAULT_TIMEOUT_FACTOR,
+            value: ValueSource::Random,
+            fail_fast: false,
+            shuffle: false,
+            recreate_on_extend: false,
+            quorum: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults (those of go-redsync/redsync v4).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the key lives on each node. Default: 8 s. Must be whole milliseconds'
+    /// worth above the drift allowance, and at most 365 days.
+    pub fn expiry(mut self, expiry: Duration) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// How many attempts [`Mutex::lock`](crate::Mutex::lock) makes. Default: 32. At least 1.
+    pub fn tries(mut self, tries: u32) -> Self {
+        self.tries = tries;
+        self
+    }
+
+    /// The delay between attempts, uniformly random in `[min, max)`. Default: 50 ms to
+    /// 250 ms. `min` must not exceed `max`; equal bounds give a fixed delay.
+    pub fn retry_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.retry_delay = RetryDelay::Uniform(min, max);
+        self
+    }
+
+    /// The delay between attempts as a function of the number of the attempt that just
+    /// failed (1 after the first). Default: see [`Options::retry_delay`].
+    pub fn retry_delay_fn(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        self.retry_delay = RetryDelay::Custom(Arc::new(f));
+        self
+    }
+
+    /// The clock drift allowance as a share of the expiry; 2 ms are always added.
+    /// Default: 0.01. Must be in `[0, 1)`.
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.drift_factor = factor;
+        self
+    }
+
+    /// The time each node gets to answer one call, as a share of the expiry.
+    /// Default: 0.05. Must be in `(0, 1)` and give at least 1 ms.
+    pub fn timeout_factor(mut self, factor: f64) -> Self {
+        self.timeout_factor = factor;
+        self
+    }
+
+    /// How a lock call makes its random value. Called once per lock call; the value is
+    /// reused across that call's retries. Default: 16 random bytes, base64. An empty value
+    /// is rejected when the lock is attempted.
+    pub fn value_generator(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.value = ValueSource::Generator(Arc::new(f));
+        self
+    }
+
+    /// A fixed value, to take over a lock that another process acquired and handed over
+    /// (see [`Mutex::adopt`](crate::Mutex::adopt)). Default: none (random values). Must not
+    /// be empty.
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = ValueSource::Fixed(value.into());
+        self
+    }
+
+    /// Decide an attempt as soon as its outcome is certain (a quorum agreed, or too many
+    /// nodes refused), instead of waiting for every node. The calls still in flight finish in
+    /// the background, so every node still gets locked or released. Default: false.
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.fail_fast = yes;
+        self
+    }
+
+    /// Contact nodes in a random order on every attempt. Default: false.
+    pub fn shuffle_nodes(mut self, yes: bool) -> Self {
+        self.shuffle = yes;
+        self
+    }
+
+    /// On extend, set the key again on nodes where it has expired (redsync's
+    /// `WithSetNXOnExtend`). Default: false, so an extend never revives a lock that
+    /// another owner could have taken in between.
+    pub fn recreate_on_extend(mut self, yes: bool) -> Self {
+        self.recreate_on_extend = yes;
+        self
+    }
+
+    /// How many nodes must agree. Default: a majority, `N / 2 + 1`. May be raised up to `N`,
+    /// never lowered below a majority.
+    pub fn quorum(mut self, quorum: usize) -> Self {
+        self.quorum = Some(quorum);
+        self
+    }
+
+    /// Checks the options for `nodes` nodes and derives the values the algorithm uses.
+    pub(crate) fn validate(&self, nodes: usize) -> Result<Settings> {
+        if nodes == 0 {
+            return Err(Error::config("at least one node is required"));
+        }
+        let quorum = self.check_quorum(nodes)?;
+        let expiry_ms = self.check_expiry()?;
+        self.check_retry()?;
+        if let ValueSource::Fixed(v) = &self.value
+            && v.is_empty()
+        {
+            return Err(Error::config("lock value must not be empty"));
+        }
+        let drift = validity::drift(self.expiry, self.drift_factor);
+        if drift >= self.expiry {
+            return Err(Error::config(format!(
+                "expiry {:?} does not exceed the clock drift allowance {drift:?}",
+                self.expiry
+            )));
+        }
+        let node_timeout = self.expiry.mul_f64(self.timeout_factor);
+        if node_timeout < Duration::from_millis(1) {
+            return Err(Error::config(
+                "per-node timeout (expiry x timeout factor) is under 1 ms",
+            ));
+        }
+        Ok(Settings {
+            options: self.clone(),
+            quorum,
+            expiry_ms,
+            drift,
+            node_timeout,
+        })
+    }
+
+    fn check_quorum(&self, nodes: usize) -> Result<usize> {
+        let majority = validity::majority(nodes);
+        let quorum = self.quorum.unwrap_or(majority);
+        if quorum < majority || quorum > nodes {
+            return Err(Error::config(format!(
+                "quorum {quorum} is outside {majority}..={nodes} for {nodes} node(s)"
+            )));
+        }
+        Ok(quorum)
+    }
+
+    fn check_expiry(&self) -> Result<u64> {
+        if self.expiry.is_zero() {
+            return Err(Error::config("expiry must be greater than zero"));
+        }
+        if self.expiry > MAX_EXPIRY {
+            return Err(Error::config("expiry must be at most 365 days"));
+        }
+        let ms = u64::try_from(self.expiry.as_millis()).unwrap_or(u64::MAX);
+        if ms == 0 {
+            return Err(Error::config("expiry must be at least 1 ms"));
+        }
+        Ok(ms)
+    }
+
+    fn check_retry(&self) -> Result<()> {
+        if self.tries == 0 || self.tries > MAX_TRIES {
+            return Err(Error::config(format!(
+                "tries must be in 1..={MAX_TRIES}, got {}",
+                self.tries
+            )));
+        }
+        for (name, f) in [
+            ("drift", self.drift_factor),
+            ("timeout", self.timeout_factor),
+        ] {
+            let ok = (0.0..1.0).contains(&f) && !(name == "timeout" && f == 0.0);
+            if !ok {
+                return Err(Error::config(format!("{name} factor {f} is out of range")));
+            }
+        }
+        if let RetryDelay::Uniform(min, max) = self.retry_delay
+            && min > max
+        {
+            return Err(Error::config(format!(
+                "minimum retry delay {min:?} exceeds the maximum {max:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("expiry", &self.expiry)
+            .field("tries", &self.tries)
+            .field("drift_factor", &self.drift_factor)
+            .field("timeout_factor", &self.timeout_factor)
+            .field("fail_fast", &self.fail_fast)
+            .field("shuffle", &self.shuffle)
+            .field("recreate_on_extend", &self.recreate_on_extend)
+            .field("quorum", &self.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options checked against a node count, with the derived values.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) options: Options,
+    pub(crate) quorum: usize,
+    pub(crate) expiry_ms: u64,
+    pub(crate) drift: Duration,
+    pub(crate) node_timeout: Duration,
+}

@@ -1,0 +1,191 @@
+//! The fan-out: one script call to every node at once, each bounded by the per-node
+//! timeout, gathered into a [`Tally`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rand::seq::SliceRandom;
+
+use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
+use crate::scripts::{LOCK, Script, UNLOCK};
+use crate::validity::{Tally, Vote};
+
+/// The nodes of one lock manager, shared by every lock it makes.
+pub(crate) type Nodes<P> = Arc<[P]>;
+
+/// One script call, the same for every node.
+#[derive(Debug)]
+pub(crate) struct Call {
+    script: Script,
+    key: Arc<str>,
+    value: Arc<str>,
+    ttl_ms: String,
+    create: bool,
+}
+
+impl Call {
+    /// Sets (when `create`) or refreshes the key with `ttl_ms`, if it is ours or absent.
+    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: u64, create: bool) -> Self {
+        let ttl_ms = ttl_ms.to_string();
+        Self {
+            script: LOCK,
+            key,
+            value,
+            ttl_ms,
+            create,
+        }
+    }
+
+    /// Deletes the key if it is ours.
+    pub(crate) fn unlock(key: Arc<str>, value: Arc<str>) -> Self {
+        let ttl_ms = String::new();
+        Self {
+            script: UNLOCK,
+            key,
+            value,
+            ttl_ms,
+            create: false,
+        }
+    }
+
+    async fn run<P: Pool>(&self, pool: &P) -> Result<Reply, ConnError> {
+        let mut conn = pool.get().await?;
+        let keys = [&*self.key];
+        if self.script == UNLOCK {
+            return run_script(&mut conn, &self.script, &keys, &[&self.value]).await;
+        }
+        let create = if self.create { "1" } else { "0" };
+        let args = [&*self.value, &self.ttl_ms, create];
+        run_script(&mut conn, &self.script, &keys, &args).await
+    }
+}
+
+/// How one fan-out runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) quorum: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) fail_fast: bool,
+    pub(crate) shuffle: bool,
+}
+
+/// Runs `call` on node `node`, bounded by `timeout`, and reads the reply as a vote.
+async fn vote<P: Pool>(
+    nodes: Nodes<P>,
+    node: usize,
+    timeout: Duration,
+    call: Arc<Call>,
+) -> (usize, Vote) {
+    let Some(pool) = nodes.get(node) else {
+        let e = ConnError::new(ConnErrorKind::Other, "no such node");
+        return (node, Vote::Failed(e));
+    };
+    let reply = match tokio::time::timeout(timeout, call.run(pool)).await {
+        Ok(reply) => reply,
+        Err(_) => Err(ConnError::new(
+            ConnErrorKind::Timeout,
+            format!("no answer within {timeout:?}"),
+        )),
+    };
+    (node, read_vote(reply))
+}
+
+fn read_vote(reply: Result<Reply, ConnError>) -> Vote {
+    match reply {
+        Ok(Reply::Int(1)) => Vote::Yes,
+        Ok(Reply::Int(0)) => Vote::Absent,
+        Ok(Reply::Int(-1)) => Vote::Taken,
+        Ok(other) => Vote::Failed(ConnError::new(
+            ConnErrorKind::Protocol,
+            format!("unexpected script reply {other:?}"),
+        )),
+        Err(e) => Vote::Failed(e),
+    }
+}
+
+/// The node calls still in flight when a fail-fast fan-out decided early.
+pub(crate) struct Pending<F>(FuturesUnordered<F>);
+
+/// Runs `call` on every node at once and tallies the votes.
+///
+/// Without fail-fast it waits for every node (each bounded by the timeout). With it, it
+/// returns once the outcome is certain, handing back the calls still in flight.
+pub(crate) async fn fan_out<P: Pool>(
+    nodes: &Nodes<P>,
+    plan: Plan,
+    call: Arc<Call>,
+) -> (
+    Tally,
+    Pending<impl Future<Output = (usize, Vote)> + Send + 'static>,
+) {
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    if plan.shuffle {
+        order.shuffle(&mut rand::rng());
+    }
+    let mut pending: FuturesUnordered<_> = order
+        .into_iter()
+        .map(|node| vote(nodes.clone(), node, plan.timeout, call.clone()))
+        .collect();
+    let mut tally = Tally::new(nodes.len(), plan.quorum);
+    while let Some((node, v)) = pending.next().await {
+        tally.add(node, v);
+        if plan.fail_fast && tally.decided() {
+            break;
+        }
+    }
+    (tally, Pending(pending))
+}
+
+impl<F: Future<Output = (usize, Vote)> + Send + 'static> Pending<F> {
+    /// Lets the calls still in flight finish in the background; when `release` is given,
+    /// each node is released once its call has finished, so no key outlives a failure.
+    pub(crate) fn finish_in_background<P: Pool>(
+        self,
+        release: Option<(Nodes<P>, Plan, Arc<Call>)>,
+    ) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut pending = self.0;
+        spawn(async move {
+            while let Some((node, _)) = pending.next().await {
+                if let Some((nodes, plan, call)) = &release {
+                    let _ = vote(nodes.clone(), node, plan.timeout, call.clone()).await;
+                }
+            }
+        });
+    }
+}
+
+/// Releases the key on `targets`, waiting for every answer.
+pub(crate) async fn release_on<P: Pool>(
+    nodes: &Nodes<P>,
+    targets: &[usize],
+    plan: Plan,
+    call: Arc<Call>,
+) {
+    let calls: FuturesUnordered<_> = targets
+        .iter()
+        .map(|&node| vote(nodes.clone(), node, plan.timeout, call.clone()))
+        .collect();
+    calls.collect::<Vec<_>>().await;
+}
+
+/// Releases the key on every node in the background, when a runtime is there to run it.
+///
+/// Without a runtime (dropped after the runtime shut down) the keys simply expire.
+pub(crate) fn release_in_background<P: Pool>(nodes: Nodes<P>, plan: Plan, call: Arc<Call>) {
+    spawn(async move {
+        let all: Vec<usize> = (0..nodes.len()).collect();
+        release_on(&nodes, &all, plan, call).await;
+    });
+}
+
+fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(task);
+    }
+}
