@@ -1,1 +1,5 @@
-//! Placeholder.
+//! Conformance suite and `redis-server` fleet harness for redlock-rs drivers.
+
+pub mod fleet;
+
+pub use fleet::{Fleet, FleetError, unique_prefix};
