@@ -1,5 +1,7 @@
 //! Conformance suite and `redis-server` fleet harness for redlock-rs drivers.
 
 pub mod fleet;
+pub mod history;
+pub mod suite;
 
 pub use fleet::{Fleet, FleetError, unique_prefix};

@@ -1,0 +1,93 @@
+//! Many tasks contending for one lock, checked from the recorded history.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redlock_core::{Options, Pool, Redlock};
+use tokio::time::Instant;
+
+use super::{Cluster, Factory};
+use crate::history::{Holding, overlaps};
+
+const TASKS: usize = 16;
+const ACQUISITIONS: usize = 512;
+
+/// 16 tasks take one lock 512 times in all: no two holdings overlap, and a counter
+/// updated only under the lock loses no update.
+pub async fn contending_tasks_never_overlap<P: Pool>(factory: &impl Factory<P>) {
+    let options = Options::new()
+        .expiry(Duration::from_secs(3))
+        .timeout_factor(0.3)
+        .tries(100_000)
+        .retry_delay(Duration::from_millis(1), Duration::from_millis(6));
+    let c = Cluster::start(3, options, factory, "contention");
+    let name: Arc<str> = c.key("lock").into();
+    let budget = Arc::new(AtomicUsize::new(ACQUISITIONS));
+    let counter = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|client| {
+            let run = Contender {
+                client,
+                redlock: c.redlock.clone(),
+                name: name.clone(),
+            };
+            tokio::spawn(run.go(budget.clone(), counter.clone()))
+        })
+        .collect();
+    let mut history = Vec::new();
+    for task in tasks {
+        history.extend(task.await.expect("contender panicked"));
+    }
+    assert_eq!(history.len(), ACQUISITIONS);
+    let bad = overlaps(&history);
+    assert!(
+        bad.is_empty(),
+        "{} overlapping holdings, first {:?}",
+        bad.len(),
+        bad.first().map(|&(a, b)| (history[a], history[b]))
+    );
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        ACQUISITIONS as u64,
+        "lost updates"
+    );
+    assert!(c.values(&name).iter().all(Option::is_none), "no key left");
+}
+
+struct Contender<P: Pool> {
+    client: usize,
+    redlock: Redlock<P>,
+    name: Arc<str>,
+}
+
+impl<P: Pool> Contender<P> {
+    async fn go(self, budget: Arc<AtomicUsize>, counter: Arc<AtomicU64>) -> Vec<Holding> {
+        let mut history = Vec::new();
+        while budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+            .is_ok()
+        {
+            let guard = self
+                .redlock
+                .lock(&self.name)
+                .await
+                .expect("lock under contention");
+            let acquired = Instant::now();
+            // A read-modify-write split by a yield: only mutual exclusion keeps it whole.
+            let seen = counter.load(Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            counter.store(seen + 1, Ordering::SeqCst);
+            let valid_until = guard.valid_until();
+            let unlock_called = Instant::now();
+            guard.unlock().await.expect("unlock under contention");
+            history.push(Holding::new(
+                self.client,
+                acquired,
+                unlock_called,
+                valid_until,
+            ));
+        }
+        history
+    }
+}

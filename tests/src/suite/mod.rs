@@ -1,0 +1,160 @@
+//! The shared conformance suite: one `pub async fn` per behaviour, each run against real
+//! `redis-server` processes that the test starts itself.
+//!
+//! A driver runs the whole suite with one macro call in its `tests/conformance.rs`:
+//!
+//! ```ignore
+//! redlock_conformance::conformance_tests!(redlock_redis_rs::RedisPool::from_url);
+//! ```
+//!
+//! The argument is a factory: any `Fn(&str) -> redlock_core::Result<P>` that builds one
+//! node's pool from a `redis://127.0.0.1:PORT/` URL. It must not fail when the node is
+//! down (behaviours kill nodes before building). Each behaviour panics on failure, with
+//! a message that names what broke.
+
+// Panics are this module's assertions: it is test code shipped as a library so that
+// drivers outside this repository can run it.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod basic;
+mod contention;
+mod faults;
+
+pub use basic::*;
+pub use contention::*;
+pub use faults::*;
+
+use std::time::Duration;
+
+use redlock_core::{Options, Pool, Redlock};
+
+use crate::fleet::{Fleet, unique_prefix};
+
+/// Builds one node's pool from its URL.
+pub trait Factory<P>: Fn(&str) -> redlock_core::Result<P> {}
+
+impl<P, F: Fn(&str) -> redlock_core::Result<P>> Factory<P> for F {}
+
+/// A fleet of servers, a lock manager over it, and a key prefix of this test's own.
+pub struct Cluster<P: Pool> {
+    /// The servers.
+    pub fleet: Fleet,
+    /// The lock manager over every server of the fleet, in order.
+    pub redlock: Redlock<P>,
+    prefix: String,
+}
+
+impl<P: Pool> Cluster<P> {
+    /// Starts `n` servers and builds a lock manager over them with `options`.
+    pub fn start(n: usize, options: Options, factory: &impl Factory<P>, test: &str) -> Self {
+        let fleet =
+            Fleet::start(n).unwrap_or_else(|e| panic!("cannot start {n} redis-server(s): {e}"));
+        let redlock = manager(&fleet, options, factory);
+        Self::from_parts(fleet, redlock, test)
+    }
+
+    /// A cluster from a fleet and a lock manager built over it.
+    pub fn from_parts(fleet: Fleet, redlock: Redlock<P>, test: &str) -> Self {
+        Self {
+            fleet,
+            redlock,
+            prefix: unique_prefix(test),
+        }
+    }
+
+    /// A lock name (and key) unique to this test.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The value of `key` on every node (`None` where absent or the node is down).
+    pub fn values(&self, key: &str) -> Vec<Option<String>> {
+        (0..self.fleet.len())
+            .map(|i| self.fleet.get(i, key).ok().flatten())
+            .collect()
+    }
+
+    /// How many nodes hold `value` under `key`.
+    pub fn holders(&self, key: &str, value: &str) -> usize {
+        self.values(key)
+            .iter()
+            .filter(|v| v.as_deref() == Some(value))
+            .count()
+    }
+
+    /// Waits until no node holds `key`, for up to `limit`; returns what is left.
+    pub async fn wait_gone(&self, key: &str, limit: Duration) -> Vec<Option<String>> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let left = self.values(key);
+            if left.iter().all(Option::is_none) || tokio::time::Instant::now() >= until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A lock manager over every node of `fleet`.
+pub fn manager<P: Pool>(fleet: &Fleet, options: Options, factory: &impl Factory<P>) -> Redlock<P> {
+    let pools = fleet
+        .urls()
+        .iter()
+        .map(|u| factory(u).unwrap_or_else(|e| panic!("factory failed for {u}: {e}")))
+        .collect();
+    Redlock::with_options(pools, options).expect("valid options")
+}
+
+/// Options for tests: short expiry, quick retries, and half the expiry as the per-node
+/// timeout so that a loaded test machine does not turn a slow first connect into a
+/// failed vote.
+pub fn quick(expiry_ms: u64) -> Options {
+    Options::new()
+        .expiry(Duration::from_millis(expiry_ms))
+        .timeout_factor(0.5)
+        .tries(3)
+        .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
+}
+
+/// Emits one `#[tokio::test]` per behaviour of the suite, for the driver whose pool
+/// `factory` builds (`Fn(&str) -> redlock_core::Result<P>`).
+///
+/// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+/// dev-dependency.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__conformance_tests!($factory;
+            acquire_and_release,
+            second_acquire_fails_while_held,
+            unlock_by_non_owner_changes_nothing,
+            extend_by_owner_only,
+            extend_fails_after_expiry,
+            node_ttl_never_exceeds_expiry,
+            quorum_for_one_three_and_five_nodes,
+            minority_killed_still_locks,
+            majority_killed_fails_and_leaves_no_key,
+            paused_node_is_bounded_by_node_timeout,
+            flushed_scripts_still_work,
+            restarted_node_is_used_again,
+            node_down_at_build_is_used_once_up,
+            cancelled_acquire_leaves_no_key,
+            dropped_guard_releases,
+            contending_tasks_never_overlap,
+            bad_inputs_are_rejected_before_sending,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::suite::$name(&$factory).await;
+            }
+        )+
+    };
+}
