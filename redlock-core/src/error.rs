@@ -12,18 +12,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Match on the variant, or ask a predicate such as [`Error::is_taken`]. Node indexes are
 /// positions in the list of pools the lock was built with.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Display` and `source()` are written by hand (not derived) so that the source of
+/// [`Error::DeadlineExceeded`] is the last failure itself, downcastable to `Error`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// Another owner holds the lock on a quorum of nodes.
-    #[error("lock is held by another owner on nodes {nodes:?}")]
     Taken {
         /// The nodes on which another value holds the key.
         nodes: Vec<usize>,
     },
 
     /// Too few nodes answered in favour: some were held by another owner, some failed.
-    #[error("quorum not reached: {succeeded} of {quorum} needed nodes agreed")]
     NoQuorum {
         /// How many nodes agreed.
         succeeded: usize,
@@ -32,12 +33,10 @@ pub enum Error {
         /// The nodes on which another value holds the key.
         taken: Vec<usize>,
         /// The nodes that failed, each with its error; the first is the `source()`.
-        #[source]
         errors: NodeErrors,
     },
 
     /// A quorum agreed, but the time it took (plus clock drift) used up the whole expiry.
-    #[error("lock validity used up: the attempt took {elapsed:?} of a {expiry:?} expiry")]
     ValidityExhausted {
         /// How long the attempt took.
         elapsed: Duration,
@@ -46,24 +45,53 @@ pub enum Error {
     },
 
     /// On unlock or extend: the key is gone from a quorum of nodes; the lock had expired.
-    #[error("lock had already expired")]
     Expired,
 
     /// The options or inputs were rejected before anything was sent.
-    #[error("invalid configuration: {0}")]
     Config(String),
 
     /// The deadline given to the call passed before the lock was acquired.
-    #[error("deadline passed before the lock was acquired")]
     DeadlineExceeded {
         /// The last attempt's failure, if an attempt had finished.
-        #[source]
         last: Option<Box<Error>>,
     },
 
     /// The cancellation signal given to the call fired before the lock was acquired.
-    #[error("acquire cancelled")]
     Cancelled,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Taken { nodes } => write!(f, "lock is held by another owner on nodes {nodes:?}"),
+            Error::NoQuorum {
+                succeeded, quorum, ..
+            } => write!(
+                f,
+                "quorum not reached: {succeeded} of {quorum} needed nodes agreed"
+            ),
+            Error::ValidityExhausted { elapsed, expiry } => write!(
+                f,
+                "lock validity used up: the attempt took {elapsed:?} of a {expiry:?} expiry"
+            ),
+            Error::Expired => f.write_str("lock had already expired"),
+            Error::Config(reason) => write!(f, "invalid configuration: {reason}"),
+            Error::DeadlineExceeded { .. } => {
+                f.write_str("deadline passed before the lock was acquired")
+            }
+            Error::Cancelled => f.write_str("acquire cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NoQuorum { errors, .. } => Some(errors),
+            Error::DeadlineExceeded { last } => last.as_deref().map(|e| e as _),
+            _ => None,
+        }
+    }
 }
 
 impl Error {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::Result;
 use crate::lock::Mutex;
-use crate::quorum::{self, Call, Plan};
+use crate::quorum::{self, Call, InFlight, Plan};
 
 /// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
 ///
@@ -23,6 +23,9 @@ pub struct Guard<P: Pool> {
     value: Arc<str>,
     valid_until: Instant,
     held: bool,
+    /// A fail-fast acquire's calls still in flight: waited for before releasing, so that
+    /// a late `SET` cannot land after the release.
+    in_flight: InFlight,
 }
 
 impl<P: Pool> std::fmt::Debug for Guard<P> {
@@ -36,12 +39,18 @@ impl<P: Pool> std::fmt::Debug for Guard<P> {
 }
 
 impl<P: Pool> Guard<P> {
-    pub(crate) fn new(mutex: Mutex<P>, value: Arc<str>, valid_until: Instant) -> Self {
+    pub(crate) fn new(
+        mutex: Mutex<P>,
+        value: Arc<str>,
+        valid_until: Instant,
+        in_flight: InFlight,
+    ) -> Self {
         Self {
             mutex,
             value,
             valid_until,
             held: true,
+            in_flight,
         }
     }
 
@@ -125,6 +134,11 @@ impl<P: Pool> Guard<P> {
     ///
     /// Dropping the future part-way drops the guard, which releases in the background.
     pub async fn unlock(mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.as_mut() {
+            // Each call in it is bounded by the per-node timeout.
+            let _ = task.await;
+            self.in_flight = None;
+        }
         let call = self.unlock_call();
         let plan = Plan {
             fail_fast: false,
@@ -150,7 +164,8 @@ impl<P: Pool> Drop for Guard<P> {
                 fail_fast: false,
                 ..self.mutex.plan()
             };
-            quorum::release_in_background(self.mutex.nodes.clone(), plan, self.unlock_call());
+            let (nodes, call) = (self.mutex.nodes.clone(), self.unlock_call());
+            quorum::release_after_in_background(self.in_flight.take(), nodes, plan, call);
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::options::{Options, RetryDelay, Settings, ValueSource};
-use crate::quorum::{self, Call, Nodes, Plan};
+use crate::quorum::{self, Call, InFlight, LockMode, Nodes, Plan};
 use crate::validity;
 
 /// A lock manager over N independent Redis masters, one [`Pool`] per node.
@@ -218,11 +218,8 @@ impl<P: Pool> Mutex<P> {
     /// As [`Mutex::lock`]; an attempt cut short by the deadline is released in the
     /// background.
     pub async fn lock_until(&self, deadline: Instant) -> Result<Guard<P>> {
-        let tries = self.settings.options.tries;
-        match tokio::time::timeout_at(deadline, self.acquire(tries, Some(deadline))).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::DeadlineExceeded { last: None }),
-        }
+        self.acquire(self.settings.options.tries, Some(deadline))
+            .await
     }
 
     /// Acquires the lock as [`Mutex::lock`] does, unless `cancel` completes first.
@@ -263,34 +260,42 @@ impl<P: Pool> Mutex<P> {
         let value: Arc<str> = value.as_str().into();
         let ttl = self.settings.expiry_ms;
         let valid_until = self.extend_with(&value, ttl, self.settings.drift).await?;
-        Ok(Guard::new(self.clone(), value, valid_until))
+        Ok(Guard::new(self.clone(), value, valid_until, None))
     }
 
     async fn acquire(&self, tries: u32, deadline: Option<Instant>) -> Result<Guard<P>> {
         let value = self.new_value()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::DeadlineExceeded { last: None });
+        }
         let mut cleanup = Cleanup {
             mutex: self,
             value: value.clone(),
-            armed: true,
+            armed: self.value_is_unique(),
         };
         let mut last = None;
         for attempt in 1..=tries {
-            match self.attempt(&value).await {
-                Ok(valid_until) => {
+            let round = match deadline {
+                Some(d) => tokio::time::timeout_at(d, self.attempt(&value)).await,
+                None => Ok(self.attempt(&value).await),
+            };
+            match round {
+                Ok(Ok((valid_until, pending))) => {
                     cleanup.armed = false;
-                    return Ok(Guard::new(self.clone(), value, valid_until));
+                    return Ok(Guard::new(self.clone(), value, valid_until, pending));
                 }
-                Err(e) => last = Some(e),
+                Ok(Err(e)) => last = Some(e),
+                // Cut short: the armed cleanup releases what the round may have set.
+                Err(_) => return Err(deadline_exceeded(last)),
             }
             if attempt == tries {
                 break;
             }
             let delay = retry_delay(&self.settings.options.retry_delay, attempt);
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            let wake = Instant::now().checked_add(delay);
+            if deadline.is_some_and(|d| wake.is_none_or(|w| w >= d)) {
                 cleanup.armed = false;
-                return Err(Error::DeadlineExceeded {
-                    last: last.map(Box::new),
-                });
+                return Err(deadline_exceeded(last));
             }
             tokio::time::sleep(delay).await;
         }
@@ -298,34 +303,59 @@ impl<P: Pool> Mutex<P> {
         Err(last.unwrap_or_else(|| Error::config("tries must be at least 1")))
     }
 
-    /// One acquire round; on failure, releases every node that may hold the value.
-    async fn attempt(&self, value: &Arc<str>) -> Result<Instant> {
+    /// One acquire round. On success, the validity deadline and the calls still in flight
+    /// (fail-fast); on failure, every node that may hold the value is released first.
+    async fn attempt(&self, value: &Arc<str>) -> Result<(Instant, InFlight)> {
         let s = &self.settings;
-        let call = Arc::new(Call::lock(
+        let call = Call::lock(
             self.name.clone(),
             value.clone(),
             s.expiry_ms,
-            true,
-        ));
+            self.acquire_mode(),
+        );
         let plan = self.plan();
         let start = Instant::now();
-        let (tally, pending) = quorum::fan_out(&self.nodes, plan, call).await;
+        let (tally, pending) = quorum::fan_out(&self.nodes, plan, Arc::new(call)).await;
         let elapsed = start.elapsed();
-        let taken = tally.taken.clone();
+        let unique = self.value_is_unique();
+        // A node that answered "taken" did not set our value (a unique value's replay would
+        // have answered yes), so releasing it would be a wasted round trip.
+        let ours: Vec<usize> = match unique {
+            true => tally
+                .answered_nodes()
+                .iter()
+                .copied()
+                .filter(|n| !tally.taken.contains(n))
+                .collect(),
+            false => tally.yes_nodes().to_vec(),
+        };
         match validity::acquire_verdict(tally, s.options.expiry, elapsed, s.drift) {
-            Ok(left) => {
-                pending.finish_in_background::<P>(None);
-                Ok(start + elapsed + left)
-            }
+            Ok(left) => Ok((
+                start + elapsed + left,
+                pending.finish_in_background::<P>(None),
+            )),
             Err(e) => {
                 let unlock = Arc::new(Call::unlock(self.name.clone(), value.clone()));
-                pending.finish_in_background(Some((self.nodes.clone(), plan, unlock.clone())));
-                let targets: Vec<usize> = (0..self.nodes.len())
-                    .filter(|n| !taken.contains(n))
-                    .collect();
-                quorum::release_on(&self.nodes, &targets, plan, unlock).await;
+                let release = (self.nodes.clone(), plan, unlock.clone(), !unique);
+                pending.finish_in_background(Some(release));
+                quorum::release_on(&self.nodes, &ours, plan, unlock).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Whether the value is unique to one lock call: random and generated values are (a
+    /// generator must promise it); a fixed value might be another owner's too.
+    fn value_is_unique(&self) -> bool {
+        !matches!(self.settings.options.value, ValueSource::Fixed(_))
+    }
+
+    /// With a unique value, finding our own value can only mean a replayed call of ours;
+    /// with any other, it may be another owner's lock, which must not be shared.
+    fn acquire_mode(&self) -> LockMode {
+        match self.value_is_unique() {
+            true => LockMode::CreateOrRefresh,
+            false => LockMode::CreateOnly,
         }
     }
 
@@ -337,8 +367,12 @@ impl<P: Pool> Mutex<P> {
         ttl_ms: u64,
         drift: Duration,
     ) -> Result<Instant> {
-        let create = self.settings.options.recreate_on_extend;
-        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_ms, create));
+        let mode = if self.settings.options.recreate_on_extend {
+            LockMode::CreateOrRefresh
+        } else {
+            LockMode::Refresh
+        };
+        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_ms, mode));
         let plan = Plan {
             fail_fast: false,
             ..self.plan()
@@ -375,6 +409,12 @@ impl<P: Pool> Mutex<P> {
             return Err(Error::config("value generator returned an empty value"));
         }
         Ok(value.into())
+    }
+}
+
+fn deadline_exceeded(last: Option<Error>) -> Error {
+    Error::DeadlineExceeded {
+        last: last.map(Box::new),
     }
 }
 

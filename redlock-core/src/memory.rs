@@ -25,6 +25,7 @@ struct Node {
     data: HashMap<String, (String, Instant)>,
     scripts_loaded: bool,
     latency: Duration,
+    transit: Duration,
     down: bool,
     hang: bool,
     calls: u64,
@@ -40,9 +41,17 @@ impl MemoryPool {
         self.node.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Delays every reply by `latency` (the command itself takes effect at once).
+    /// Delays every reply by `latency`; the command itself takes effect on arrival (at once,
+    /// unless [`MemoryPool::set_request_latency`] delays it).
     pub fn set_latency(&self, latency: Duration) {
         self.node().latency = latency;
+    }
+
+    /// Delays every command's arrival at the node by `delay`: it takes effect `delay` after
+    /// it was sent, even if the caller stopped waiting (the bytes are already on the wire),
+    /// and the reply then takes the [`MemoryPool::set_latency`] on top.
+    pub fn set_request_latency(&self, delay: Duration) {
+        self.node().transit = delay;
     }
 
     /// Makes the node refuse connections (`true`) or accept them again.
@@ -105,17 +114,11 @@ impl MemoryPool {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let (reply, latency, hang) = {
-            let mut node = self.node();
-            if node.down {
-                return Err(ConnError::new(
-                    ConnErrorKind::Connection,
-                    "connection refused",
-                ));
-            }
-            node.calls += 1;
-            let reply = node.apply(by_sha, source, keys, args);
-            (reply, node.latency, node.hang)
+        let transit = self.node().transit;
+        let (reply, latency, hang) = if transit.is_zero() {
+            self.arrive(by_sha, source, keys, args)?
+        } else {
+            self.send(transit, by_sha, source, keys, args).await?
         };
         if hang {
             std::future::pending::<()>().await;
@@ -123,7 +126,56 @@ impl MemoryPool {
         tokio::time::sleep(latency).await;
         reply
     }
+
+    /// Runs the command on the node now; the reply with the latency and hang to answer it with.
+    fn arrive(
+        &self,
+        by_sha: Option<&str>,
+        source: Option<&str>,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Answer, ConnError> {
+        let mut node = self.node();
+        if node.down {
+            return Err(ConnError::new(
+                ConnErrorKind::Connection,
+                "connection refused",
+            ));
+        }
+        node.calls += 1;
+        let reply = node.apply(by_sha, source, keys, args);
+        Ok((reply, node.latency, node.hang))
+    }
+
+    /// Runs the command after `transit` in a task of its own, so that it lands even when
+    /// the caller stops waiting for it.
+    async fn send(
+        &self,
+        transit: Duration,
+        by_sha: Option<&str>,
+        source: Option<&str>,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Answer, ConnError> {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (by_sha, source) = (by_sha.map(str::to_owned), source.map(str::to_owned));
+        let (keys, args) = (owned(keys), owned(args));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(transit).await;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let answer = pool.arrive(by_sha.as_deref(), source.as_deref(), &keys, &args);
+            let _ = tx.send(answer);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(ConnError::new(ConnErrorKind::Connection, "connection lost")))
+    }
 }
+
+/// A command's reply, with the latency and hang of the node when it ran.
+type Answer = (Result<Reply, ConnError>, Duration, bool);
 
 impl Node {
     fn apply(
@@ -169,11 +221,12 @@ impl Node {
             .get(1)
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| ConnError::new(ConnErrorKind::Server, "ERR bad ttl"))?;
-        let create = args.get(2) == Some(&"1");
-        if current.is_some() && !mine {
+        // The modes of `scripts::LOCK`: "0" refresh, "1" create or refresh, "2" create only.
+        let mode = args.get(2).copied().unwrap_or("0");
+        if current.is_some() && (!mine || mode == "2") {
             return Ok(Reply::Int(-1));
         }
-        if current.is_none() && !create {
+        if current.is_none() && mode == "0" {
             return Ok(Reply::Int(0));
         }
         self.data.insert(

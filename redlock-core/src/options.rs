@@ -145,6 +145,10 @@ impl Options {
     /// How a lock call makes its random value. Called once per lock call; the value is
     /// reused across that call's retries. Default: 16 random bytes, base64. An empty value
     /// is rejected when the lock is attempted.
+    ///
+    /// Each call must return a value no other lock call will use (a UUID, say): release
+    /// deletes a key only if it holds this value, so a value shared between two contenders
+    /// would let one's cleanup delete the other's lock.
     pub fn value_generator(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.value = ValueSource::Generator(Arc::new(f));
         self
@@ -153,6 +157,11 @@ impl Options {
     /// A fixed value, to take over a lock that another process acquired and handed over
     /// (see [`Mutex::adopt`](crate::Mutex::adopt)). Default: none (random values). Must not
     /// be empty.
+    ///
+    /// Since another owner may hold the same value, `lock` with a fixed value never takes
+    /// a key that already holds it, a failed attempt releases only the nodes it set, and a
+    /// cancelled acquire leaves its keys to expire rather than risk deleting the other
+    /// owner's.
     pub fn value(mut self, value: impl Into<String>) -> Self {
         self.value = ValueSource::Fixed(value.into());
         self

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
+use tokio::task::JoinHandle;
 
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
 use crate::scripts::{LOCK, Script, UNLOCK};
@@ -16,6 +17,29 @@ use crate::validity::{Tally, Vote};
 /// The nodes of one lock manager, shared by every lock it makes.
 pub(crate) type Nodes<P> = Arc<[P]>;
 
+/// What the lock script may do to the key (its `ARGV[3]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    /// Refresh the TTL if the key holds our value (extend).
+    Refresh,
+    /// Set the key if absent, or refresh it if it holds our value: acquire with a value
+    /// unique to this call (so a replayed call is harmless), or extend with re-create.
+    CreateOrRefresh,
+    /// Set the key only if absent: acquire with a value that may not be unique, so that
+    /// two owners can never share one lock.
+    CreateOnly,
+}
+
+impl LockMode {
+    fn arg(self) -> &'static str {
+        match self {
+            LockMode::Refresh => "0",
+            LockMode::CreateOrRefresh => "1",
+            LockMode::CreateOnly => "2",
+        }
+    }
+}
+
 /// One script call, the same for every node.
 #[derive(Debug)]
 pub(crate) struct Call {
@@ -23,19 +47,19 @@ pub(crate) struct Call {
     key: Arc<str>,
     value: Arc<str>,
     ttl_ms: String,
-    create: bool,
+    mode: LockMode,
 }
 
 impl Call {
-    /// Sets (when `create`) or refreshes the key with `ttl_ms`, if it is ours or absent.
-    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: u64, create: bool) -> Self {
+    /// Sets or refreshes the key with `ttl_ms`, as `mode` allows.
+    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: u64, mode: LockMode) -> Self {
         let ttl_ms = ttl_ms.to_string();
         Self {
             script: LOCK,
             key,
             value,
             ttl_ms,
-            create,
+            mode,
         }
     }
 
@@ -47,7 +71,7 @@ impl Call {
             key,
             value,
             ttl_ms,
-            create: false,
+            mode: LockMode::Refresh,
         }
     }
 
@@ -57,8 +81,7 @@ impl Call {
         if self.script == UNLOCK {
             return run_script(&mut conn, &self.script, &keys, &[&self.value]).await;
         }
-        let create = if self.create { "1" } else { "0" };
-        let args = [&*self.value, &self.ttl_ms, create];
+        let args = [&*self.value, &self.ttl_ms, self.mode.arg()];
         run_script(&mut conn, &self.script, &keys, &args).await
     }
 }
@@ -141,22 +164,27 @@ pub(crate) async fn fan_out<P: Pool>(
 
 impl<F: Future<Output = (usize, Vote)> + Send + 'static> Pending<F> {
     /// Lets the calls still in flight finish in the background; when `release` is given,
-    /// each node is released once its call has finished, so no key outlives a failure.
+    /// each node is released once its call has finished (with its last field set, only
+    /// nodes that voted yes), so no key outlives a failure.
+    /// Returns the background task, for a guard to wait on before it releases.
     pub(crate) fn finish_in_background<P: Pool>(
         self,
-        release: Option<(Nodes<P>, Plan, Arc<Call>)>,
-    ) {
+        release: Option<(Nodes<P>, Plan, Arc<Call>, bool)>,
+    ) -> InFlight {
         if self.0.is_empty() {
-            return;
+            return None;
         }
         let mut pending = self.0;
         spawn(async move {
-            while let Some((node, _)) = pending.next().await {
-                if let Some((nodes, plan, call)) = &release {
+            while let Some((node, voted)) = pending.next().await {
+                let Some((nodes, plan, call, only_yes)) = &release else {
+                    continue;
+                };
+                if !only_yes || matches!(voted, Vote::Yes) {
                     let _ = vote(nodes.clone(), node, plan.timeout, call.clone()).await;
                 }
             }
-        });
+        })
     }
 }
 
@@ -178,14 +206,30 @@ pub(crate) async fn release_on<P: Pool>(
 ///
 /// Without a runtime (dropped after the runtime shut down) the keys simply expire.
 pub(crate) fn release_in_background<P: Pool>(nodes: Nodes<P>, plan: Plan, call: Arc<Call>) {
+    release_after_in_background(None, nodes, plan, call);
+}
+
+/// Releases the key on every node in the background, once `in_flight` (an acquire's calls
+/// still running) has finished, so that a late `SET` cannot land after the release.
+pub(crate) fn release_after_in_background<P: Pool>(
+    in_flight: InFlight,
+    nodes: Nodes<P>,
+    plan: Plan,
+    call: Arc<Call>,
+) {
     spawn(async move {
+        if let Some(task) = in_flight {
+            let _ = task.await;
+        }
         let all: Vec<usize> = (0..nodes.len()).collect();
         release_on(&nodes, &all, plan, call).await;
     });
 }
 
-fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) {
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        handle.spawn(task);
-    }
+/// The background task finishing an acquire's calls still in flight, if any.
+pub(crate) type InFlight = Option<JoinHandle<()>>;
+
+fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) -> InFlight {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    Some(handle.spawn(task))
 }

@@ -31,14 +31,16 @@ impl Script {
 
 /// Sets the key to the value, or refreshes its TTL if it already holds the value.
 ///
-/// `KEYS[1]` key; `ARGV[1]` value; `ARGV[2]` TTL in milliseconds; `ARGV[3]` `"1"` to create
-/// the key when absent. Replies `1` (holds the value with the new TTL), `0` (absent, not
-/// created) or `-1` (another value holds it). Acquire and extend both use it; it is
-/// idempotent for one value, so a call a client replays after a reconnect is harmless.
+/// `KEYS[1]` key; `ARGV[1]` value; `ARGV[2]` TTL in milliseconds; `ARGV[3]` mode: `"0"`
+/// refresh only (extend), `"1"` create or refresh (acquire with a value unique to the call,
+/// or extend with re-create), `"2"` create only (acquire with a value that may not be
+/// unique). Replies `1` (holds the value with the new TTL), `0` (absent, not created) or
+/// `-1` (may not be touched). Modes `"0"` and `"1"` are idempotent for one value, so a call
+/// that a client replays after a reconnect is harmless.
 pub const LOCK: Script = Script {
     name: "lock",
     source: include_str!("lua/lock.lua"),
-    sha1: "eca8d89bc6fccaeeb59ea8d2597983ebfe6b58c0",
+    sha1: "e9069aad4dc3a29be60892e6f76f3914c8bc81e5",
 };
 
 /// Deletes the key if it holds the value.

@@ -51,6 +51,8 @@ pub(crate) struct Tally {
     pub(crate) absent: usize,
     pub(crate) taken: Vec<usize>,
     pub(crate) errors: Vec<NodeError>,
+    answered: Vec<usize>,
+    yes_nodes: Vec<usize>,
 }
 
 impl Tally {
@@ -62,12 +64,18 @@ impl Tally {
             absent: 0,
             taken: Vec::new(),
             errors: Vec::new(),
+            answered: Vec::with_capacity(nodes),
+            yes_nodes: Vec::with_capacity(nodes),
         }
     }
 
     pub(crate) fn add(&mut self, node: usize, vote: Vote) {
+        self.answered.push(node);
         match vote {
-            Vote::Yes => self.yes += 1,
+            Vote::Yes => {
+                self.yes += 1;
+                self.yes_nodes.push(node);
+            }
             Vote::Absent => self.absent += 1,
             Vote::Taken => self.taken.push(node),
             Vote::Failed(error) => self.errors.push(NodeError { node, error }),
@@ -75,7 +83,17 @@ impl Tally {
     }
 
     fn answered(&self) -> usize {
-        self.yes + self.absent + self.taken.len() + self.errors.len()
+        self.answered.len()
+    }
+
+    /// The nodes that voted yes, in the order they did.
+    pub(crate) fn yes_nodes(&self) -> &[usize] {
+        &self.yes_nodes
+    }
+
+    /// The nodes that have answered (or failed), in the order they did.
+    pub(crate) fn answered_nodes(&self) -> &[usize] {
+        &self.answered
     }
 
     /// Whether a quorum said yes.

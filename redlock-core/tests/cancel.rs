@@ -1,0 +1,247 @@
+//! Cancellation, deadlines and fail-fast: cutting an acquire short never leaves a key.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use redlock_core::{Error, Instant, Options};
+
+/// 10 s expiry with a 5 s per-node timeout, so a 1 s slow node still gets its answer in.
+fn patient() -> Options {
+    Options::new()
+        .expiry(ms(10_000))
+        .timeout_factor(0.5)
+        .tries(3)
+        .retry_delay(ms(10), ms(10))
+        .value_generator(|| "mine".to_owned())
+}
+
+fn mine() -> Option<String> {
+    Some("mine".to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_lock_future_by_timeout_leaves_no_key() {
+    let pools = warm_pools(3).await;
+    pools[2].set_latency(ms(1000));
+    let m = mutex(&pools, patient());
+    assert!(tokio::time::timeout(ms(100), m.lock()).await.is_err());
+    assert_eq!(values(&pools), vec![mine(); 3], "set before the drop");
+    advance(ms(1)).await;
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_lock_future_in_select_leaves_no_key() {
+    let pools = warm_pools(5).await;
+    pools[3].set_latency(ms(1000));
+    pools[4].set_hang(true);
+    let m = mutex(&pools, patient());
+    tokio::select! {
+        _ = m.lock() => panic!("the lock cannot finish before the slow node answers"),
+        () = tokio::time::sleep(ms(100)) => {}
+    }
+    advance(ms(1)).await;
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_lock_future_with_a_set_in_flight_leaves_no_key() {
+    let pools = warm_pools(3).await;
+    pools[2].set_request_latency(ms(300));
+    let m = mutex(&pools, patient());
+    assert!(tokio::time::timeout(ms(100), m.lock()).await.is_err());
+    advance(ms(250)).await; // t = 350: the SET sent at 0 landed at 300
+    assert_eq!(pools[2].get(KEY), mine());
+    advance(ms(100)).await; // t = 450: the release sent at 100 landed at 400
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_lock_future_during_retry_delay_leaves_no_key() {
+    let pools = warm_pools(3).await;
+    occupy(&pools[..2], ms(60_000));
+    let m = mutex(&pools, patient().retry_delay(ms(1000), ms(1000)));
+    assert!(tokio::time::timeout(ms(500), m.lock()).await.is_err());
+    advance(ms(1)).await;
+    assert_eq!(pools[2].get(KEY), None);
+    assert_eq!(pools[0].get(KEY).as_deref(), Some(OTHER));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_or_cancel_returns_cancelled_and_cleans_up() {
+    let pools = warm_pools(3).await;
+    pools[2].set_latency(ms(1000));
+    let m = mutex(&pools, patient());
+    let start = Instant::now();
+    let err = m
+        .lock_or_cancel(tokio::time::sleep(ms(100)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_cancelled() && matches!(err, Error::Cancelled),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), ms(100));
+    advance(ms(1)).await;
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_or_cancel_with_a_fired_signal_sends_nothing() {
+    let pools = warm_pools(3).await;
+    let before = calls(&pools);
+    let err = mutex(&pools, patient())
+        .lock_or_cancel(async {})
+        .await
+        .unwrap_err();
+    assert!(err.is_cancelled());
+    advance(ms(1)).await;
+    assert_eq!(calls(&pools), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_or_cancel_that_never_fires_locks() {
+    let pools = warm_pools(3).await;
+    let m = mutex(&pools, patient());
+    let guard = m.lock_or_cancel(std::future::pending()).await.unwrap();
+    assert_all_hold(&pools, guard.value());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_until_taken_lock_is_deadline_with_last_failure() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(60_000));
+    let m = mutex(&pools, patient().tries(1000));
+    let start = Instant::now();
+    let err = m.lock_until(start + ms(100)).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(
+        start.elapsed(),
+        ms(90),
+        "no retry starts that would end past the deadline"
+    );
+    assert!(matches!(err, Error::DeadlineExceeded { last: Some(ref last) } if last.is_taken()));
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(
+        source.as_deref(),
+        Some("lock is held by another owner on nodes [0, 1, 2]")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_source_downcasts_to_the_crate_error() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(60_000));
+    let m = mutex(&pools, patient().tries(1000));
+    let err = m.lock_until(Instant::now() + ms(100)).await.unwrap_err();
+    let last = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<Error>());
+    assert!(
+        last.is_some_and(Error::is_taken),
+        "source is not an Error: {last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_until_succeeds_when_the_lock_frees_in_time() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(50));
+    let m = mutex(&pools, patient().tries(1000));
+    let guard = m.lock_until(Instant::now() + ms(200)).await.unwrap();
+    assert_all_hold(&pools, guard.value());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_until_cutting_an_attempt_leaves_no_key() {
+    let pools = warm_pools(3).await;
+    pools[2].set_latency(ms(1000));
+    let m = mutex(&pools, patient());
+    let err = m.lock_until(Instant::now() + ms(100)).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    advance(ms(1)).await;
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_until_keeps_last_failure_when_deadline_cuts_an_attempt() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(60_000));
+    pools.iter().for_each(|p| p.set_latency(ms(10)));
+    let m = mutex(&pools, patient().tries(1000).retry_delay(ms(5), ms(5)));
+    let start = Instant::now();
+    // Attempt 1 fails at 10 ms; attempt 2 runs from 15 to 25 ms and is cut at 22 ms.
+    let err = m.lock_until(start + ms(22)).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    let Error::DeadlineExceeded { last } = &err else {
+        panic!("expected a deadline, got {err:?}");
+    };
+    assert!(
+        last.as_ref().is_some_and(|l| l.is_taken()),
+        "last failure lost: {last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_until_with_a_huge_retry_delay_does_not_panic() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(60_000));
+    let options = patient().retry_delay(Duration::MAX, Duration::MAX);
+    let err = mutex(&pools, options)
+        .lock_until(Instant::now() + ms(100))
+        .await;
+    assert!(err.unwrap_err().is_deadline());
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_success_decides_early_and_still_locks_the_slow_node() {
+    let pools = warm_pools(3).await;
+    pools[2].set_request_latency(ms(300));
+    let m = mutex(&pools, patient().fail_fast(true));
+    let start = Instant::now();
+    let guard = m.try_lock().await.unwrap();
+    assert_eq!(start.elapsed(), ms(0));
+    assert_eq!(guard.valid_until(), start + ms(10_000 - 102));
+    assert_eq!(pools[2].get(KEY), None, "still in flight");
+    advance(ms(400)).await;
+    assert_all_hold(&pools, "mine");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_fail_fast_the_attempt_waits_for_the_slow_node() {
+    let pools = warm_pools(3).await;
+    pools[2].set_request_latency(ms(300));
+    let start = Instant::now();
+    let _guard = mutex(&pools, patient()).try_lock().await.unwrap();
+    assert_eq!(start.elapsed(), ms(300));
+    assert_all_hold(&pools, "mine");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_failure_still_releases_the_slow_node() {
+    let pools = warm_pools(3).await;
+    occupy(&pools[..2], ms(60_000));
+    pools[2].set_request_latency(ms(300));
+    let m = mutex(&pools, patient().fail_fast(true));
+    assert!(m.try_lock().await.unwrap_err().is_taken());
+    advance(ms(1000)).await;
+    assert_eq!(pools[2].get(KEY), None);
+    assert_eq!(pools[0].get(KEY).as_deref(), Some(OTHER));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_unlock_right_after_success_leaves_no_key() {
+    let pools = warm_pools(3).await;
+    pools[2].set_request_latency(ms(300));
+    let m = mutex(&pools, patient().fail_fast(true));
+    let guard = m.try_lock().await.unwrap();
+    guard.unlock().await.unwrap();
+    advance(ms(1000)).await; // every call sent so far has landed
+    assert_eq!(
+        pools[2].get(KEY),
+        None,
+        "unlock returned Ok but node 2 keeps our key"
+    );
+}

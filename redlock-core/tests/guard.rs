@@ -1,0 +1,228 @@
+//! The held lock: release on drop, unlock outcomes, extend.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use redlock_core::{Error, Instant, MAX_EXPIRY};
+
+#[tokio::test(start_paused = true)]
+async fn dropped_guard_releases_in_the_background() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let value = guard.value().to_owned();
+    drop(guard);
+    assert_all_hold(&pools, &value); // nothing ran yet: the release is a background task
+    advance(ms(1)).await;
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_of_a_held_lock_is_ok_and_deletes_every_key() {
+    let pools = warm_pools(3).await;
+    let m = mutex(&pools, fast());
+    m.try_lock().await.unwrap().unlock().await.unwrap();
+    assert_none_hold(&pools);
+    let before = calls(&pools);
+    advance(ms(1)).await;
+    assert_eq!(calls(&pools), before, "no second release after unlock");
+    assert!(m.try_lock().await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_after_the_keys_expired_is_expired() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    advance(ms(1000)).await;
+    let err = guard.unlock().await.unwrap_err();
+    assert!(err.is_expired() && matches!(err, Error::Expired), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_when_another_owner_holds_the_key_is_taken() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    advance(ms(1000)).await;
+    occupy(&pools, ms(60_000));
+    let err = guard.unlock().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1, 2]),
+        "{err}"
+    );
+    assert_all_hold(&pools, OTHER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_without_quorum_still_deletes_the_keys_left() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[0].expire_now(KEY);
+    pools[1].expire_now(KEY);
+    assert!(guard.unlock().await.unwrap_err().is_expired());
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_with_a_quorum_left_is_ok() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[0].expire_now(KEY);
+    guard.unlock().await.unwrap();
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_with_too_many_nodes_down_is_no_quorum() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[1].set_down(true);
+    pools[2].set_hang(true);
+    let start = Instant::now();
+    let err = guard.unlock().await.unwrap_err();
+    assert!(err.is_no_quorum() && !err.is_expired(), "{err}");
+    assert_eq!(
+        start.elapsed(),
+        ms(50),
+        "unlock is bounded by the per-node timeout"
+    );
+    let failed: Vec<usize> = err.node_errors().iter().map(|e| e.node).collect();
+    assert_eq!(failed, [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_also_releases_a_node_whose_lock_vote_timed_out() {
+    let pools = warm_pools(3).await;
+    pools[2].set_latency(ms(200)); // the SET lands, the reply misses the 50 ms timeout
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    assert_all_hold(&pools, guard.value());
+    guard.unlock().await.unwrap();
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_is_bounded_by_the_per_node_timeout() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[2].set_hang(true);
+    let start = Instant::now();
+    guard.extend().await.unwrap();
+    assert_eq!(start.elapsed(), ms(50));
+    // Validity counts from the start of the extend round.
+    assert_eq!(guard.valid_until(), start + ms(988));
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_refreshes_ttl_everywhere_and_moves_valid_until() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let start = Instant::now();
+    assert_eq!(guard.valid_until(), start + ms(988));
+    advance(ms(600)).await;
+    guard.extend().await.unwrap();
+    assert_eq!(guard.valid_until(), start + ms(600 + 988));
+    for p in &pools {
+        assert_eq!(p.ttl(KEY), Some(ms(1000)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_to_sets_the_new_ttl() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let start = Instant::now();
+    guard.extend_to(ms(5000)).await.unwrap();
+    // Drift for 5 s: 50 ms + 2 ms.
+    assert_eq!(guard.valid_until(), start + ms(5000 - 52));
+    for p in &pools {
+        assert_eq!(p.ttl(KEY), Some(ms(5000)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_after_expiry_is_expired_and_recreates_nothing() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let valid_until = guard.valid_until();
+    advance(ms(1000)).await;
+    assert!(guard.extend().await.unwrap_err().is_expired());
+    assert_eq!(guard.valid_until(), valid_until);
+    assert_none_hold(&pools);
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_after_expiry_recreates_when_asked() {
+    let pools = warm_pools(3).await;
+    let options = fast().recreate_on_extend(true);
+    let mut guard = mutex(&pools, options).try_lock().await.unwrap();
+    advance(ms(1000)).await;
+    guard.extend().await.unwrap();
+    assert_all_hold(&pools, guard.value());
+    assert!(guard.is_valid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_extend_on_expired_majority_deletes_nothing() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let valid_until = guard.valid_until();
+    pools[0].expire_now(KEY);
+    pools[1].expire_now(KEY);
+    assert!(guard.extend().await.unwrap_err().is_expired());
+    assert_eq!(guard.valid_until(), valid_until);
+    assert_eq!(values(&pools), [None, None, Some(guard.value().to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_extend_on_taken_majority_deletes_nothing() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    occupy(&pools[..2], ms(60_000));
+    let err = guard.extend().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1]),
+        "{err}"
+    );
+    let (other, mine) = (Some(OTHER.to_owned()), Some(guard.value().to_owned()));
+    assert_eq!(values(&pools), [other.clone(), other, mine]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_extend_on_down_majority_is_no_quorum() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[0].set_down(true);
+    pools[1].set_down(true);
+    let err = guard.extend().await.unwrap_err();
+    assert!(err.is_no_quorum() && !err.is_expired(), "{err}");
+    assert_eq!(pools[2].get(KEY).as_deref(), Some(guard.value()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_to_out_of_range_is_config_error_before_sending() {
+    let pools = warm_pools(3).await;
+    let mut guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    let before = calls(&pools);
+    let too_long = MAX_EXPIRY + ms(1);
+    let cases = [
+        (Duration::ZERO, "greater than zero"),
+        (too_long, "365 days"),
+        (Duration::MAX, "365 days"),
+        (ms(2), "drift"),
+    ];
+    for (ttl, needle) in cases {
+        assert_config(&guard.extend_to(ttl).await.unwrap_err(), needle);
+    }
+    assert_eq!(calls(&pools), before);
+    assert_eq!(pools[0].ttl(KEY), Some(ms(1000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn guard_reports_its_name_and_value() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast().value("v1")).try_lock().await.unwrap();
+    assert_eq!((guard.name(), guard.value()), (KEY, "v1"));
+    assert_all_hold(&pools, "v1");
+}

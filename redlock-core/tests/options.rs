@@ -1,0 +1,165 @@
+//! Bad input: every invalid option or argument is a config error, never a panic, and
+//! nothing reaches a node.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use redlock_core::memory::MemoryPool;
+use redlock_core::{MAX_EXPIRY, MAX_TRIES, Options, Redlock};
+
+fn bad_options() -> Vec<(&'static str, Options, &'static str)> {
+    let o = fast;
+    vec![
+        (
+            "zero expiry",
+            o().expiry(Duration::ZERO),
+            "greater than zero",
+        ),
+        (
+            "expiry above 365 days",
+            o().expiry(MAX_EXPIRY + ms(1)),
+            "365 days",
+        ),
+        (
+            "Duration::MAX expiry",
+            o().expiry(Duration::MAX),
+            "365 days",
+        ),
+        ("expiry under the drift", o().expiry(ms(2)), "drift"),
+        (
+            "sub-millisecond expiry",
+            o().expiry(Duration::from_micros(500)),
+            "1 ms",
+        ),
+        ("timeout under 1 ms", o().expiry(ms(10)), "per-node timeout"),
+        ("zero tries", o().tries(0), "tries"),
+        ("too many tries", o().tries(MAX_TRIES + 1), "tries"),
+        ("negative drift", o().drift_factor(-0.1), "drift factor"),
+        ("drift factor one", o().drift_factor(1.0), "drift factor"),
+        ("NaN drift", o().drift_factor(f64::NAN), "drift factor"),
+        (
+            "infinite drift",
+            o().drift_factor(f64::INFINITY),
+            "drift factor",
+        ),
+        ("zero timeout", o().timeout_factor(0.0), "timeout factor"),
+        (
+            "NaN timeout",
+            o().timeout_factor(f64::NAN),
+            "timeout factor",
+        ),
+        (
+            "timeout factor one",
+            o().timeout_factor(1.0),
+            "timeout factor",
+        ),
+        (
+            "negative timeout",
+            o().timeout_factor(-1.0),
+            "timeout factor",
+        ),
+        (
+            "min delay above max",
+            o().retry_delay(ms(20), ms(10)),
+            "retry delay",
+        ),
+        ("empty fixed value", o().value(""), "empty"),
+        ("quorum zero", o().quorum(0), "quorum"),
+        ("quorum above nodes", o().quorum(4), "quorum"),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_options_are_rejected_by_the_manager() {
+    for (case, options, needle) in bad_options() {
+        let pools = pools(3);
+        let err = Redlock::with_options(pools.clone(), options).unwrap_err();
+        assert_config(&err, needle);
+        assert_eq!(calls(&pools), [0, 0, 0], "{case}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_options_are_rejected_per_mutex() {
+    let pools = pools(3);
+    let redlock = manager(&pools, fast());
+    for (case, options, needle) in bad_options() {
+        let err = redlock.mutex_with(KEY, options).unwrap_err();
+        assert_config(&err, needle);
+        assert_eq!(calls(&pools), [0, 0, 0], "{case}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_name_is_config_error() {
+    let pools = pools(3);
+    let redlock = manager(&pools, fast());
+    assert_config(&redlock.mutex("").unwrap_err(), "name");
+    assert_config(&redlock.mutex_with("", fast()).unwrap_err(), "name");
+    assert_config(&redlock.lock("").await.unwrap_err(), "name");
+    assert_eq!(calls(&pools), [0, 0, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_nodes_is_config_error() {
+    let err = Redlock::<MemoryPool>::new(Vec::new()).unwrap_err();
+    assert_config(&err, "node");
+    let err = Redlock::<MemoryPool>::with_options(Vec::new(), fast()).unwrap_err();
+    assert_config(&err, "node");
+}
+
+#[tokio::test(start_paused = true)]
+async fn edge_values_inside_the_ranges_are_accepted() {
+    let pools = warm_pools(3).await;
+    let o = fast;
+    let good = [
+        o().expiry(MAX_EXPIRY),
+        o().expiry(ms(20)),
+        o().tries(1),
+        o().tries(MAX_TRIES),
+        o().drift_factor(0.0),
+        o().drift_factor(0.99),
+        o().timeout_factor(0.999),
+        o().retry_delay(ms(0), ms(0)),
+        o().retry_delay(ms(5), ms(5)),
+        o().quorum(3),
+    ];
+    for options in good {
+        let debug = format!("{options:?}");
+        let guard = mutex(&pools, options).try_lock().await;
+        assert!(guard.is_ok(), "{debug}");
+        guard.unwrap().unlock().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn longest_expiry_sets_its_ttl_without_overflow() {
+    let pools = warm_pools(3).await;
+    let start = redlock_core::Instant::now();
+    let guard = mutex(&pools, fast().expiry(MAX_EXPIRY))
+        .try_lock()
+        .await
+        .unwrap();
+    assert_eq!(pools[0].ttl(KEY), Some(MAX_EXPIRY));
+    let drift = MAX_EXPIRY.mul_f64(0.01) + ms(2);
+    assert_eq!(guard.valid_until(), start + MAX_EXPIRY - drift);
+}
+
+#[tokio::test(start_paused = true)]
+async fn defaults_are_those_of_redsync() {
+    use redlock_core::*;
+    assert_eq!(DEFAULT_EXPIRY, Duration::from_secs(8));
+    assert_eq!(DEFAULT_TRIES, 32);
+    assert_eq!(
+        (DEFAULT_MIN_RETRY_DELAY, DEFAULT_MAX_RETRY_DELAY),
+        (ms(50), ms(250))
+    );
+    assert_eq!((DEFAULT_DRIFT_FACTOR, DEFAULT_TIMEOUT_FACTOR), (0.01, 0.05));
+    let redlock = Redlock::new(pools(3)).unwrap();
+    assert_eq!(redlock.node_count(), 3);
+    assert_eq!(redlock.mutex(KEY).unwrap().quorum(), 2);
+}
