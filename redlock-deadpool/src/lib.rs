@@ -1,1 +1,230 @@
-//! Placeholder.
+//! Redlock distributed lock driver for [deadpool-redis](https://docs.rs/deadpool-redis) 0.23.
+//!
+//! This crate re-exports all of [`redlock_core`] and the `deadpool_redis` crate (which
+//! re-exports `redis`), so it is the only redlock dependency you need.
+//!
+//! ```no_run
+//! use redlock_deadpool::{DeadpoolPool, Redlock};
+//!
+//! # async fn run() -> redlock_deadpool::Result<()> {
+//! let pools = DeadpoolPool::from_urls(&[
+//!     "redis://10.0.0.1:6379/",
+//!     "redis://10.0.0.2:6379/",
+//!     "redis://10.0.0.3:6379/",
+//! ])?;
+//! let redlock = Redlock::new(pools)?;
+//! let guard = redlock.lock("invoice:42").await?;
+//! // ... the protected work ...
+//! guard.unlock().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Why a connection is pinned
+//!
+//! deadpool-redis recycles a connection on every checkout by sending `UNWATCH` and `PING`
+//! (0.23 has no setting to skip it), which would add a round trip to every lock operation.
+//! Its connections are multiplexed, so [`DeadpoolPool`] checks one out once, keeps it
+//! for itself, and runs every call on a clone of it: a lock cycle costs exactly its own
+//! commands. Keeping the connection checked out (rather than cloning it and handing it
+//! back) means no one else can put a blocking command (`BLPOP`) in front of a lock call.
+//! When a call fails on a broken connection, the connection goes back to the pool, whose
+//! recycling then drops it, and the next call checks out a fresh one.
+//!
+//! Checkouts are bounded: a pool without a wait timeout is asked without waiting, so an
+//! exhausted pool is a failed vote ([`ConnErrorKind::PoolExhausted`]) rather than a hang,
+//! and the lock bounds every call with its per-node timeout, so a hanging node is a
+//! failed vote with [`ConnErrorKind::Timeout`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use deadpool_redis;
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::{PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
+pub use redlock_core::*;
+use redlock_redis_rs::RedisConn;
+use tokio::sync::Mutex as AsyncMutex;
+
+/// The pool timeouts [`DeadpoolPool::from_url`] sets: no waiting for a free connection,
+/// 1 s to create one, 500 ms to recycle one.
+pub const URL_TIMEOUTS: Timeouts = Timeouts {
+    wait: Some(Duration::ZERO),
+    create: Some(Duration::from_secs(1)),
+    recycle: Some(Duration::from_millis(500)),
+};
+
+/// One Redis node reached through a deadpool-redis pool. Cheap to clone.
+#[derive(Clone)]
+pub struct DeadpoolPool {
+    pool: deadpool_redis::Pool,
+    pinned: Arc<AsyncMutex<Pinned>>,
+}
+
+/// The connection this node's calls run on, and a count that tells replacements apart.
+#[derive(Default)]
+struct Pinned {
+    conn: Option<deadpool_redis::Connection>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for DeadpoolPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadpoolPool")
+            .field("status", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadpoolPool {
+    /// A node reached through `pool`, of which it keeps one connection checked out.
+    ///
+    /// Nothing is sent until the first lock call. If the pool has no wait timeout, this
+    /// driver's checkouts do not wait for a free connection.
+    pub fn new(pool: deadpool_redis::Pool) -> Self {
+        let pinned = Arc::new(AsyncMutex::new(Pinned::default()));
+        Self { pool, pinned }
+    }
+
+    /// A node at `url` (`redis://[user:pass@]host:port/db`), on a new tokio pool with
+    /// [`URL_TIMEOUTS`]. Nothing is sent yet, so a node that is down now does not make
+    /// this fail; it counts as a failed vote until it is reachable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the URL is malformed.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut config = deadpool_redis::Config::from_url(url);
+        config.pool = Some(PoolConfig {
+            timeouts: URL_TIMEOUTS,
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
+        Ok(Self::new(pool))
+    }
+
+    /// One node per URL, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeadpoolPool::from_url`], for the first URL that fails.
+    pub fn from_urls<S: AsRef<str>>(urls: &[S]) -> Result<Vec<Self>> {
+        urls.iter().map(|u| Self::from_url(u.as_ref())).collect()
+    }
+
+    /// The deadpool-redis pool this node's connection comes from.
+    pub fn pool(&self) -> &deadpool_redis::Pool {
+        &self.pool
+    }
+
+    async fn checkout(&self) -> Result<deadpool_redis::Connection, ConnError> {
+        let mut timeouts = self.pool.timeouts();
+        timeouts.wait.get_or_insert(Duration::ZERO);
+        self.pool
+            .timeout_get(&timeouts)
+            .await
+            .map_err(map_pool_error)
+    }
+}
+
+#[async_trait]
+impl Pool for DeadpoolPool {
+    type Conn = DeadpoolConn;
+
+    async fn get(&self) -> Result<DeadpoolConn, ConnError> {
+        // Held across the checkout, so concurrent calls share one connection, not race.
+        let mut pinned = self.pinned.lock().await;
+        let conn = match pinned.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let conn = self.checkout().await?;
+                pinned.generation += 1;
+                conn
+            }
+        };
+        let multiplexed = MultiplexedConnection::clone(&conn);
+        pinned.conn = Some(conn);
+        Ok(DeadpoolConn {
+            conn: RedisConn(multiplexed),
+            generation: pinned.generation,
+            pinned: Arc::clone(&self.pinned),
+        })
+    }
+}
+
+/// Runs the core's scripts on the connection a [`DeadpoolPool`] keeps checked out.
+pub struct DeadpoolConn {
+    conn: RedisConn<MultiplexedConnection>,
+    generation: u64,
+    pinned: Arc<AsyncMutex<Pinned>>,
+}
+
+impl std::fmt::Debug for DeadpoolConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadpoolConn")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadpoolConn {
+    /// Hands a broken connection back to the pool, unless it was replaced already.
+    async fn check(&self, result: Result<Reply, ConnError>) -> Result<Reply, ConnError> {
+        if let Err(e) = &result
+            && e.kind() == ConnErrorKind::Connection
+        {
+            let mut pinned = self.pinned.lock().await;
+            if pinned.generation == self.generation {
+                pinned.conn = None;
+            }
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Conn for DeadpoolConn {
+    async fn evalsha(
+        &mut self,
+        sha1: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Reply, ConnError> {
+        let result = self.conn.evalsha(sha1, keys, args).await;
+        self.check(result).await
+    }
+
+    async fn eval(
+        &mut self,
+        source: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Reply, ConnError> {
+        let result = self.conn.eval(source, keys, args).await;
+        self.check(result).await
+    }
+}
+
+/// Maps a deadpool-redis checkout error into the core's [`ConnError`].
+pub fn map_pool_error(e: PoolError) -> ConnError {
+    let (kind, message) = match e {
+        PoolError::Backend(e) => return redlock_redis_rs::map_error(e),
+        PoolError::Timeout(TimeoutType::Wait) => (
+            ConnErrorKind::PoolExhausted,
+            "no pooled connection free in time",
+        ),
+        PoolError::Timeout(_) => (
+            ConnErrorKind::Timeout,
+            "pool timed out connecting to the node",
+        ),
+        PoolError::Closed => (ConnErrorKind::Other, "pool is closed"),
+        PoolError::NoRuntimeSpecified => (
+            ConnErrorKind::Other,
+            "pool has timeouts but no runtime; build it with Runtime::Tokio1",
+        ),
+        PoolError::PostCreateHook(_) => (ConnErrorKind::Other, "pool post-create hook failed"),
+    };
+    ConnError::with_source(kind, message, e)
+}
