@@ -1,0 +1,69 @@
+//! What can go wrong while running a fleet.
+
+use std::io;
+
+/// What can go wrong while running a fleet.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// `redis-server` is not installed.
+    #[error(
+        "redis-server not found on PATH: install the Debian package `redis-server` \
+         (apt-get install -y redis-server)"
+    )]
+    Missing,
+    /// A server exited during startup or did not become ready in time.
+    #[error("redis-server on port {port} did not start: {reason}")]
+    Start {
+        /// The port the server was asked to listen on.
+        port: u16,
+        /// Why, with the tail of the server's log when it exited.
+        reason: String,
+    },
+    /// The server answering on the port is not our child; nothing else was sent to it.
+    #[error("port {port} is served by another process, not our child {expected}")]
+    NotOwned {
+        /// The port in question.
+        port: u16,
+        /// Our child's pid.
+        expected: u32,
+        /// The `process_id` the server reported, if any.
+        found: Option<u32>,
+    },
+    /// The node has been killed (or died) and not restarted.
+    #[error("node {node} is not running")]
+    NotRunning {
+        /// Index of the node.
+        node: usize,
+    },
+    /// A local operation (temp dir, spawn, wait, signal) failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What the fleet was doing.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A command to a node failed, timeouts included.
+    #[error("redis on port {port}: {source}")]
+    Redis {
+        /// The node's port.
+        port: u16,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+impl FleetError {
+    /// Whether `redis-server` is missing from this machine.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Missing)
+    }
+
+    /// Whether a command ran into the I/O timeout, as it does on a paused node.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Redis { source, .. } if source.is_timeout())
+    }
+}

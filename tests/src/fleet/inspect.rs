@@ -1,0 +1,95 @@
+//! Inspection helpers: one command on a fresh short-timeout connection to a node we own.
+
+use redis::{Cmd, FromRedisValue};
+
+use super::process::{connect, parse_calls, redis_error};
+use super::{Fleet, FleetError};
+
+impl Fleet {
+    /// Runs `SCRIPT FLUSH` on node `i`, so the next `EVALSHA` gets `NOSCRIPT`.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] or [`FleetError::Redis`], as for every inspection helper.
+    pub fn flush_scripts(&self, i: usize) -> Result<(), FleetError> {
+        self.query(i, redis::cmd("SCRIPT").arg("FLUSH"))
+    }
+
+    /// `GET key` on node `i`.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn get(&self, i: usize, key: &str) -> Result<Option<String>, FleetError> {
+        self.query(i, redis::cmd("GET").arg(key))
+    }
+
+    /// `PTTL key` on node `i`: milliseconds left, -2 if missing, -1 if it has no expiry.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn pttl(&self, i: usize, key: &str) -> Result<i64, FleetError> {
+        self.query(i, redis::cmd("PTTL").arg(key))
+    }
+
+    /// `SET key value PX px_ms` on node `i`; `px_ms == 0` sets the key without expiry.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn set(&self, i: usize, key: &str, value: &str, px_ms: u64) -> Result<(), FleetError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if px_ms > 0 {
+            cmd.arg("PX").arg(px_ms);
+        }
+        self.query(i, &cmd)
+    }
+
+    /// `DEL key` on node `i`.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn del(&self, i: usize, key: &str) -> Result<(), FleetError> {
+        self.query(i, redis::cmd("DEL").arg(key))
+    }
+
+    /// `KEYS pattern` on node `i`; fine on test servers, never on a real one.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn keys(&self, i: usize, pattern: &str) -> Result<Vec<String>, FleetError> {
+        self.query(i, redis::cmd("KEYS").arg(pattern))
+    }
+
+    /// How many times node `i` ran `command` (e.g. `"evalsha"`, `"script|load"`) since start
+    /// or [`Fleet::reset_stats`], from `INFO commandstats`; 0 if never.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn command_count(&self, i: usize, command: &str) -> Result<u64, FleetError> {
+        let info: String = self.query(i, redis::cmd("INFO").arg("commandstats"))?;
+        Ok(parse_calls(&info, command))
+    }
+
+    /// `CONFIG RESETSTAT` on node `i`, zeroing [`Fleet::command_count`].
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn reset_stats(&self, i: usize) -> Result<(), FleetError> {
+        self.query(i, redis::cmd("CONFIG").arg("RESETSTAT"))
+    }
+
+    /// Runs one command on a fresh short-timeout connection to a node we know is ours.
+    pub(super) fn query<T: FromRedisValue>(&self, i: usize, cmd: &Cmd) -> Result<T, FleetError> {
+        let port = self.nodes[i].port;
+        self.pid(i).ok_or(FleetError::NotRunning { node: i })?;
+        let mut con = connect(port).map_err(redis_error(port))?;
+        cmd.query(&mut con).map_err(redis_error(port))
+    }
+}
