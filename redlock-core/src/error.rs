@@ -26,6 +26,8 @@ pub enum Error {
 
     /// Too few nodes answered in favour: some were held by another owner, some failed.
     NoQuorum {
+        /// How many nodes were asked.
+        nodes: usize,
         /// How many nodes agreed.
         succeeded: usize,
         /// How many nodes had to agree.
@@ -95,12 +97,18 @@ impl std::error::Error for Error {
 }
 
 impl Error {
-    /// Whether another owner holds the lock (on a quorum of nodes, or on enough of them
-    /// that no quorum was possible).
+    /// Whether another owner holds the lock: on a quorum of nodes, or on so many that no
+    /// quorum was possible even had every failed node agreed. A lock that failed because
+    /// nodes were down is not taken.
     pub fn is_taken(&self) -> bool {
         match self {
             Error::Taken { .. } => true,
-            Error::NoQuorum { taken, .. } => !taken.is_empty(),
+            Error::NoQuorum {
+                nodes,
+                quorum,
+                taken,
+                ..
+            } => nodes.saturating_sub(taken.len()) < *quorum,
             _ => false,
         }
     }

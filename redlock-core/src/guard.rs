@@ -87,17 +87,18 @@ impl<P: Pool> Guard<P> {
     /// [`Error::Expired`](crate::Error::Expired) when the key is gone from too many nodes,
     /// [`Error::Taken`](crate::Error::Taken) when another owner holds it,
     /// [`Error::NoQuorum`](crate::Error::NoQuorum) when too many nodes failed. A failed
-    /// extend deletes nothing and leaves [`Guard::valid_until`] as it was.
+    /// extend deletes nothing. Since the new TTL takes effect on every node it reaches,
+    /// [`Guard::valid_until`] is first capped at what the new TTL allows (it only moves
+    /// earlier when the new TTL is shorter than what was left), then moved forward on
+    /// success.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future part-way may leave some nodes extended and the guard's
-    /// validity unchanged; nothing is deleted.
+    /// Dropping the future part-way may leave some nodes extended; nothing is deleted, and
+    /// the guard's validity is already capped as above.
     pub async fn extend(&mut self) -> Result<()> {
-        let ttl = self.mutex.settings.expiry_ms;
-        let drift = self.mutex.settings.drift;
-        self.valid_until = self.mutex.extend_with(&self.value, ttl, drift).await?;
-        Ok(())
+        let settings = self.mutex.settings.clone();
+        self.extend_by(settings.expiry_ms, settings.drift).await
     }
 
     /// Extends the lock by `expiry` instead of the lock's own, counted from now.
@@ -113,11 +114,26 @@ impl<P: Pool> Guard<P> {
     pub async fn extend_to(&mut self, expiry: Duration) -> Result<()> {
         let options = self.mutex.settings.options.clone().expiry(expiry);
         let checked = options.validate(self.mutex.nodes.len())?;
-        self.valid_until = self
-            .mutex
-            .extend_with(&self.value, checked.expiry_ms, checked.drift)
-            .await?;
+        self.extend_by(checked.expiry_ms, checked.drift).await
+    }
+
+    async fn extend_by(&mut self, ttl_ms: u64, drift: Duration) -> Result<()> {
+        let start = Instant::now();
+        let cap = (start + Duration::from_millis(ttl_ms)).checked_sub(drift);
+        self.valid_until = cap.map_or(start, |cap| self.valid_until.min(cap));
+        let extended = self.mutex.extend_with(&self.value, ttl_ms, drift, start);
+        self.valid_until = extended.await?;
         Ok(())
+    }
+
+    /// Lets go of the lock without releasing it, and returns its value: the way to hand
+    /// the lock to another process, which takes it over with
+    /// [`Options::value`](crate::Options::value) and [`Mutex::adopt`](crate::Mutex::adopt).
+    /// The keys stay until they expire or the new holder releases them.
+    #[must_use = "the value is the only way to reach the lock once the guard is gone"]
+    pub fn detach(mut self) -> String {
+        self.held = false;
+        self.value.to_string()
     }
 
     /// Releases the lock on every node and reports how that went.

@@ -245,6 +245,10 @@ impl<P: Pool> Mutex<P> {
     /// Takes over a lock that another process acquired with the value set by
     /// [`Options::value`], by extending it on a quorum.
     ///
+    /// The process handing the lock over must let go of its guard with
+    /// [`Guard::detach`] (not drop it: a dropped guard releases the lock). Two processes
+    /// adopting one value both get a guard: hand a value to one heir only.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] when no fixed value was set; otherwise as [`Guard::extend`].
@@ -258,8 +262,8 @@ impl<P: Pool> Mutex<P> {
             return Err(Error::config("adopt needs a fixed value (Options::value)"));
         };
         let value: Arc<str> = value.as_str().into();
-        let ttl = self.settings.expiry_ms;
-        let valid_until = self.extend_with(&value, ttl, self.settings.drift).await?;
+        let (ttl, drift) = (self.settings.expiry_ms, self.settings.drift);
+        let valid_until = self.extend_with(&value, ttl, drift, Instant::now()).await?;
         Ok(Guard::new(self.clone(), value, valid_until, None))
     }
 
@@ -337,8 +341,13 @@ impl<P: Pool> Mutex<P> {
             Err(e) => {
                 let unlock = Arc::new(Call::unlock(self.name.clone(), value.clone()));
                 let release = (self.nodes.clone(), plan, unlock.clone(), !unique);
-                pending.finish_in_background(Some(release));
+                let in_flight = pending.finish_in_background(Some(release));
                 quorum::release_on(&self.nodes, &ours, plan, unlock).await;
+                // The next round reuses the value: a release of this round that lands
+                // after it would delete its keys. Each call is bounded by the timeout.
+                if let Some(task) = in_flight {
+                    let _ = task.await;
+                }
                 Err(e)
             }
         }
@@ -361,11 +370,16 @@ impl<P: Pool> Mutex<P> {
 
     /// Refreshes the key to `ttl_ms` on every node that holds `value`; returns the new
     /// validity deadline.
+    ///
+    /// `start` must be taken before the call is made: the deadline is `start + ttl - drift`,
+    /// and the caller caps its current deadline there before sending, since a shorter TTL
+    /// takes effect on every node reached even if the call fails.
     pub(crate) async fn extend_with(
         &self,
         value: &Arc<str>,
         ttl_ms: u64,
         drift: Duration,
+        start: Instant,
     ) -> Result<Instant> {
         let mode = if self.settings.options.recreate_on_extend {
             LockMode::CreateOrRefresh
@@ -377,7 +391,6 @@ impl<P: Pool> Mutex<P> {
             fail_fast: false,
             ..self.plan()
         };
-        let start = Instant::now();
         let (tally, _) = quorum::fan_out(&self.nodes, plan, call).await;
         let elapsed = start.elapsed();
         if !tally.reached() {
@@ -385,7 +398,7 @@ impl<P: Pool> Mutex<P> {
         }
         let expiry = Duration::from_millis(ttl_ms);
         validity::validity(expiry, elapsed, drift)
-            .map(|left| Instant::now() + left)
+            .map(|left| start + elapsed + left)
             .ok_or(Error::ValidityExhausted { elapsed, expiry })
     }
 

@@ -40,11 +40,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 pub use deadpool_redis;
+use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::{PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
+use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
 use redlock_redis_rs::RedisConn;
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
 
 /// The pool timeouts [`DeadpoolPool::from_url`] sets: no waiting for a free connection,
 /// 1 s to create one, 500 ms to recycle one.
@@ -66,6 +68,8 @@ pub struct DeadpoolPool {
 struct Pinned {
     conn: Option<deadpool_redis::Connection>,
     generation: u64,
+    /// A checkout under way, kept across calls cut short by the per-node timeout.
+    connecting: Option<JoinHandle<std::result::Result<deadpool_redis::Connection, PoolError>>>,
 }
 
 impl std::fmt::Debug for DeadpoolPool {
@@ -94,14 +98,18 @@ impl DeadpoolPool {
     ///
     /// [`Error::Config`] when the URL is malformed.
     pub fn from_url(url: &str) -> Result<Self> {
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(PoolConfig {
-            timeouts: URL_TIMEOUTS,
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
+        // No response timeout: the lock bounds every call with its own per-node timeout,
+        // and redis's default of 500 ms would cut calls short of a longer one.
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(None);
+        let manager = Manager::new_with_config(url, connection)
             .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .timeouts(URL_TIMEOUTS)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build a deadpool pool: {e}")))?;
         Ok(Self::new(pool))
     }
 
@@ -119,13 +127,14 @@ impl DeadpoolPool {
         &self.pool
     }
 
-    async fn checkout(&self) -> Result<deadpool_redis::Connection, ConnError> {
+    /// Checks a connection out in a task of its own, so that the lock's per-node timeout,
+    /// which may cut `get` short, never cuts a connection half-way through being made:
+    /// the next `get` picks up the same checkout.
+    fn checkout(&self) -> JoinHandle<std::result::Result<deadpool_redis::Connection, PoolError>> {
         let mut timeouts = self.pool.timeouts();
         timeouts.wait.get_or_insert(Duration::ZERO);
-        self.pool
-            .timeout_get(&timeouts)
-            .await
-            .map_err(map_pool_error)
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.timeout_get(&timeouts).await })
     }
 }
 
@@ -139,9 +148,14 @@ impl Pool for DeadpoolPool {
         let conn = match pinned.conn.take() {
             Some(conn) => conn,
             None => {
-                let conn = self.checkout().await?;
+                let checkout = pinned.connecting.get_or_insert_with(|| self.checkout());
+                let done = checkout.await;
+                pinned.connecting = None;
+                let conn = done.map_err(|e| {
+                    ConnError::with_source(ConnErrorKind::Other, "checkout task failed", e)
+                })?;
                 pinned.generation += 1;
-                conn
+                conn.map_err(map_pool_error)?
             }
         };
         let multiplexed = MultiplexedConnection::clone(&conn);

@@ -65,7 +65,10 @@ impl RedisPool {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100))
-            .set_connection_timeout(Some(Duration::from_secs(1)));
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            // The lock bounds every call with its own per-node timeout; redis's default of
+            // 500 ms would cut calls short of a longer one.
+            .set_response_timeout(None);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| Error::Config(format!("cannot set up a redis connection: {e}")))?;
         Ok(Self { conn })
@@ -97,7 +100,9 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// A node reached through an existing connection that is cheap to clone, such as a
-    /// `MultiplexedConnection` or a `ConnectionManager` you built yourself.
+    /// `MultiplexedConnection` or a `ConnectionManager` you built yourself. Its response
+    /// timeout, if it has one (redis's default is 500 ms), also bounds the lock's calls:
+    /// set it to `None` or above the lock's per-node timeout.
     pub fn from_connection(conn: C) -> Self {
         Self { conn }
     }

@@ -30,8 +30,9 @@ impl Holding {
     }
 }
 
-/// The pairs of holdings (as indexes into `history`) whose windows overlap: each is a
-/// mutual-exclusion violation. Empty for a correct history.
+/// Overlapping holdings, as pairs of indexes into `history`: empty if and only if no two
+/// windows overlap. A sweep in acquire order compares each holding with the one released
+/// last so far, so every violation shows up, though not every overlapping pair is listed.
 pub fn overlaps(history: &[Holding]) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..history.len()).collect();
     order.sort_by_key(|&i| history[i].acquired);

@@ -219,3 +219,56 @@ pub async fn dropped_guard_releases<P: Pool>(factory: &impl Factory<P>) {
         .expect("free again");
     again.unlock().await.expect("unlock");
 }
+
+/// A node that answers later than the client library's own default timeout, but within
+/// the lock's per-node timeout, still casts its vote: the lock's timeout is the only bound.
+pub async fn slow_reply_within_node_timeout_counts<P: Pool>(factory: &impl Factory<P>) {
+    let options = quick(20_000).timeout_factor(0.1).tries(1);
+    let c = Cluster::start(1, options, factory, "slow_reply");
+    let name = c.key("lock");
+    c.redlock
+        .lock(&name)
+        .await
+        .expect("warm-up lock")
+        .unlock()
+        .await
+        .expect("unlock");
+    c.fleet.pause(0).expect("pause");
+    let resume = tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    });
+    let attempt = c.redlock.lock(&name);
+    let (guard, _) = tokio::join!(attempt, async {
+        let _ = resume.await;
+        c.fleet.resume(0).expect("resume");
+    });
+    let guard = guard.expect("a reply after 800 ms is within the 2 s per-node timeout");
+    assert_eq!(c.holders(&name, guard.value()), 1);
+    guard.unlock().await.expect("unlock");
+}
+
+/// With fail-fast, a lock still ends up on every healthy node, and unlock removes it from
+/// all of them.
+pub async fn fail_fast_locks_and_releases_every_node<P: Pool>(factory: &impl Factory<P>) {
+    let c = Cluster::start(5, quick(5_000).fail_fast(true), factory, "fail_fast");
+    let name = c.key("lock");
+    for _ in 0..5 {
+        let guard = c.redlock.lock(&name).await.expect("lock");
+        guard.unlock().await.expect("unlock");
+        assert!(
+            c.values(&name).iter().all(Option::is_none),
+            "unlock left a key behind"
+        );
+    }
+    let guard = c.redlock.lock(&name).await.expect("lock");
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while c.holders(&name, guard.value()) < 5 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        c.holders(&name, guard.value()),
+        5,
+        "every node locked, not only a quorum"
+    );
+    guard.unlock().await.expect("unlock");
+}

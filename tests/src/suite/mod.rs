@@ -140,6 +140,8 @@ macro_rules! conformance_tests {
             node_down_at_build_is_used_once_up,
             cancelled_acquire_leaves_no_key,
             dropped_guard_releases,
+            slow_reply_within_node_timeout_counts,
+            fail_fast_locks_and_releases_every_node,
             contending_tasks_never_overlap,
             bad_inputs_are_rejected_before_sending,
         );
