@@ -208,11 +208,17 @@ mod tests {
         let err = tally_of(3, 2, &[2, 2, 2]).into_error();
         assert!(matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1, 2]));
         let err = tally_of(3, 2, &[2, 3, 0]).into_error();
-        assert!(err.is_no_quorum() && !err.is_taken(), "a down node could have made it");
+        assert!(
+            err.is_no_quorum() && !err.is_taken(),
+            "a down node could have made it"
+        );
         assert_eq!(err.node_errors().len(), 1);
         assert_eq!(err.node_errors()[0].node, 1);
         let err = tally_of(3, 2, &[2, 2, 3]).into_error();
-        assert!(err.is_no_quorum() && err.is_taken(), "no quorum possible without the taken");
+        assert!(
+            err.is_no_quorum() && err.is_taken(),
+            "no quorum possible without the taken"
+        );
         let err = tally_of(5, 3, &[2, 3, 3, 3, 0]).into_error();
         assert!(!err.is_taken(), "one taken node, three down");
     }
