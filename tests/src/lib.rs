@@ -1,5 +1,6 @@
 //! Conformance suite and `redis-server` fleet harness for redlock-rs drivers.
 
+pub mod faults;
 pub mod fleet;
 pub mod history;
 pub mod suite;

@@ -14,13 +14,19 @@ use redis::{IntoConnectionInfo, RedisConnectionInfo};
 
 use super::*;
 
+/// A free loopback port below Linux's ephemeral range (32768 and up), so that no outgoing
+/// connection can take a killed node's port before the node restarts on it.
 pub(super) fn free_port() -> Result<u16, FleetError> {
-    let listener = TcpListener::bind((HOST, 0)).map_err(io_error("find a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io_error("find a free port"))?
-        .port();
-    Ok(port)
+    let mut last = None;
+    for _ in 0..200 {
+        let port = rand::random_range(20_000..32_768);
+        match TcpListener::bind((HOST, port)) {
+            Ok(_) => return Ok(port),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse));
+    Err(io_error("find a free port")(e))
 }
 
 /// Spawns a server on `port` and waits until it answers as our child; reaps it on failure.

@@ -1,0 +1,297 @@
+//! Lock users that record what they did, on one monotonic clock.
+//!
+//! Each client loops until the run's stop time: pick a name, lock it, read the name's
+//! shared counter, work a little (sometimes extending the lock), then write the counter
+//! back plus one, but only if validity is still left (the contract of Redlock: check
+//! [`Guard::remaining`](redlock_core::Guard::remaining) before each side effect), and
+//! unlock. Every step goes into the client's history.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redlock_core::{Error, Mutex, Pool, Redlock};
+use tokio::time::Instant;
+
+/// Why a lock, extend or unlock call failed, as far as the checker cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorClass {
+    /// Another owner held the lock.
+    Taken,
+    /// Too few nodes agreed, for other reasons (failed or timed-out nodes).
+    NoQuorum,
+    /// A quorum agreed too slowly for any validity to remain.
+    ValidityExhausted,
+    /// The key was gone on unlock or extend.
+    Expired,
+    /// The call's deadline passed.
+    Deadline,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    /// The class of a lock error.
+    pub fn of(error: &Error) -> Self {
+        if error.is_deadline() {
+            Self::Deadline
+        } else if error.is_taken() {
+            Self::Taken
+        } else if error.is_no_quorum() {
+            Self::NoQuorum
+        } else if error.is_validity_exhausted() {
+            Self::ValidityExhausted
+        } else if error.is_expired() {
+            Self::Expired
+        } else {
+            Self::Other
+        }
+    }
+
+    /// Every class, in a fixed order, for reports.
+    pub const ALL: [ErrorClass; 6] = [
+        Self::Taken,
+        Self::NoQuorum,
+        Self::ValidityExhausted,
+        Self::Expired,
+        Self::Deadline,
+        Self::Other,
+    ];
+
+    /// A short lowercase name for report lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Taken => "taken",
+            Self::NoQuorum => "no_quorum",
+            Self::ValidityExhausted => "validity_exhausted",
+            Self::Expired => "expired",
+            Self::Deadline => "deadline",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One recorded operation, or the result of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A lock call began.
+    Invoke,
+    /// The lock call returned a guard, valid until this instant.
+    Acquired {
+        /// The guard's validity deadline.
+        valid_until: Instant,
+    },
+    /// The lock call failed.
+    Failed(ErrorClass),
+    /// An extend returned.
+    Extended {
+        /// The guard's validity deadline after the call, whatever its outcome: a failed
+        /// extend may leave it where it was, or earlier.
+        valid_until: Instant,
+        /// Why the extend failed, if it did.
+        result: Result<(), ErrorClass>,
+    },
+    /// The protected write: the name's counter went from `seen` to `seen + 1`.
+    Wrote {
+        /// The value read right after acquiring.
+        seen: u64,
+    },
+    /// The protected write was skipped because too little validity was left.
+    Skipped,
+    /// Unlock was called: the holder stopped relying on the lock here.
+    Unlocking,
+    /// Unlock returned.
+    Unlocked(Result<(), ErrorClass>),
+}
+
+/// One entry of a client's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The client.
+    pub client: usize,
+    /// The lock name's index.
+    pub name: usize,
+    /// When, on the shared monotonic clock.
+    pub at: Instant,
+    /// What.
+    pub op: Op,
+}
+
+/// One counter per lock name, updated only under that lock.
+#[derive(Debug)]
+pub struct Counters(Vec<AtomicU64>);
+
+impl Counters {
+    /// `names` counters at zero.
+    pub fn new(names: usize) -> Self {
+        Self((0..names).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// The counters' values, by name.
+    pub fn values(&self) -> Vec<u64> {
+        self.0.iter().map(|c| c.load(Ordering::SeqCst)).collect()
+    }
+}
+
+/// How far around the end of its validity an overrunning holder stops working.
+pub const OVERRUN_JITTER: Duration = Duration::from_millis(20);
+
+/// How the clients behave.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Time between the read and the write of the counter, uniformly random in `[lo, hi)`.
+    pub hold: (Duration, Duration),
+    /// Pause between two lock calls, uniformly random in `[lo, hi)`.
+    pub think: (Duration, Duration),
+    /// Chance that a holder extends its lock before the write.
+    pub extend_chance: f64,
+    /// Chance that a holder works until its validity has about run out (give or take
+    /// [`OVERRUN_JITTER`]), so that some holdings end by validity rather than by unlock
+    /// and some writes must be skipped. Without it, holdings far shorter than the expiry
+    /// would hide a validity computed too generously.
+    pub overrun_chance: f64,
+    /// How long one lock call may try (`lock_until`).
+    pub acquire_budget: Duration,
+    /// Validity that must be left to do the write (or to try an extend).
+    pub margin: Duration,
+    /// Each client locks only name `id % names`, so that no call waits for another
+    /// client: for liveness figures that show the faults' cost alone.
+    pub dedicated: bool,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            hold: (Duration::from_millis(2), Duration::from_millis(30)),
+            think: (Duration::ZERO, Duration::from_millis(15)),
+            extend_chance: 0.2,
+            overrun_chance: 0.03,
+            acquire_budget: Duration::from_millis(800),
+            margin: Duration::from_millis(5),
+            dedicated: false,
+        }
+    }
+}
+
+/// One lock user with its own lock manager (its own connections to every node).
+#[derive(Debug)]
+pub struct Client<P: Pool> {
+    id: usize,
+    mutexes: Vec<Mutex<P>>,
+    counters: Arc<Counters>,
+    workload: Workload,
+    rng: StdRng,
+    history: Vec<Entry>,
+}
+
+impl<P: Pool> Client<P> {
+    /// Client `id`, locking `names` through `redlock`, its randomness drawn from `seed`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when a name is empty.
+    pub fn new(
+        id: usize,
+        redlock: &Redlock<P>,
+        names: &[String],
+        counters: Arc<Counters>,
+        workload: Workload,
+        seed: u64,
+    ) -> redlock_core::Result<Self> {
+        let mutexes = names
+            .iter()
+            .map(|n| redlock.mutex(n))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            id,
+            mutexes,
+            counters,
+            workload,
+            rng: StdRng::seed_from_u64(seed),
+            history: Vec::new(),
+        })
+    }
+
+    /// Locks and works until `stop`, then returns the history.
+    pub async fn run(mut self, stop: Instant) -> Vec<Entry> {
+        while Instant::now() < stop && !self.mutexes.is_empty() {
+            let name = match self.workload.dedicated {
+                true => self.id % self.mutexes.len(),
+                false => self.rng.random_range(0..self.mutexes.len()),
+            };
+            self.once(name).await;
+            let (lo, hi) = self.workload.think;
+            tokio::time::sleep(self.between(lo, hi)).await;
+        }
+        self.history
+    }
+
+    async fn once(&mut self, name: usize) {
+        let Some(mutex) = self.mutexes.get(name).cloned() else {
+            return;
+        };
+        self.record(name, Op::Invoke);
+        let deadline = Instant::now() + self.workload.acquire_budget;
+        let mut guard = match mutex.lock_until(deadline).await {
+            Ok(guard) => guard,
+            Err(e) => return self.record(name, Op::Failed(ErrorClass::of(&e))),
+        };
+        let valid_until = guard.valid_until();
+        self.record(name, Op::Acquired { valid_until });
+        let counters = self.counters.clone();
+        let Some(counter) = counters.0.get(name) else {
+            return;
+        };
+        // A read-modify-write split by a sleep: only mutual exclusion keeps it whole.
+        let seen = counter.load(Ordering::SeqCst);
+        let hold = if self.rng.random_bool(self.workload.overrun_chance) {
+            let edge = guard.remaining().saturating_sub(OVERRUN_JITTER);
+            edge + self.between(Duration::ZERO, OVERRUN_JITTER * 2)
+        } else {
+            let (lo, hi) = self.workload.hold;
+            self.between(lo, hi)
+        };
+        tokio::time::sleep(hold).await;
+        let extend = self.rng.random_bool(self.workload.extend_chance);
+        if extend && guard.remaining() > self.workload.margin {
+            let result = guard.extend().await.map_err(|e| ErrorClass::of(&e));
+            let valid_until = guard.valid_until();
+            self.record(
+                name,
+                Op::Extended {
+                    valid_until,
+                    result,
+                },
+            );
+        }
+        // No await between the check and the write, so nothing can slip in between.
+        if guard.remaining() > self.workload.margin {
+            counter.store(seen + 1, Ordering::SeqCst);
+            self.record(name, Op::Wrote { seen });
+        } else {
+            self.record(name, Op::Skipped);
+        }
+        self.record(name, Op::Unlocking);
+        let result = guard.unlock().await.map_err(|e| ErrorClass::of(&e));
+        self.record(name, Op::Unlocked(result));
+    }
+
+    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        if lo >= hi {
+            return lo;
+        }
+        let span = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
+        lo + Duration::from_micros(self.rng.random_range(0..span))
+    }
+
+    fn record(&mut self, name: usize, op: Op) {
+        self.history.push(Entry {
+            client: self.id,
+            name,
+            at: Instant::now(),
+            op,
+        });
+    }
+}

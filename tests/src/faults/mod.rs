@@ -1,0 +1,267 @@
+//! Safety under faults: a Jepsen-style harness with nemeses, a history checker, and a
+//! canary that proves the checker can fire.
+//!
+//! One run starts a fleet of real `redis-server`s, puts an in-process fault
+//! [`proxy`](proxy::Proxy) in front of each, and lets [`clients`] with their own lock
+//! managers (any driver, built by a [`Factory`] from the proxies' URLs) lock a handful of
+//! names while a [`nemesis`] plays a seeded fault schedule. The [`checker`] then reads the
+//! recorded history: overlapping holdings, lost counter updates, keys left behind on the
+//! real servers (not through the proxies) once the TTL has passed, and liveness figures.
+//!
+//! [`run_driver`] runs four [`Plan`]s for one driver: faults inside Redlock's model (must
+//! be clean), a fixed minority down for liveness figures (must be clean too), faults
+//! outside the model (measured only), and the canary (must find violations).
+//!
+//! ```ignore
+//! let config = redlock_conformance::faults::Config::from_env()?;
+//! let report = run_driver("redis-rs", &redlock_redis_rs::RedisPool::from_url, &config).await?;
+//! assert!(report.problems().is_empty());
+//! ```
+
+pub mod checker;
+pub mod clients;
+mod config;
+pub mod nemesis;
+pub mod proxy;
+mod report;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use redlock_core::{Pool, Redlock};
+use tokio::time::Instant;
+
+pub use self::config::{Config, SECS_VAR, SEED_VAR};
+pub use self::report::{DriverReport, RunReport};
+pub use self::schedule::Plan;
+
+use self::checker::Bucketing;
+use self::clients::{Client, Counters, Entry};
+use self::config::{SETTLE, derive, plan_salt};
+use self::nemesis::{Event, Executor};
+use self::proxy::{Proxy, ProxyControl};
+use self::schedule::{Action, Schedule};
+use crate::fleet::{Fleet, FleetError, unique_prefix};
+use crate::suite::Factory;
+
+/// What can stop a run from producing a report (as opposed to what the checker finds).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The fleet could not be started.
+    #[error("fleet: {0}")]
+    Fleet(#[from] FleetError),
+    /// A proxy could not be started.
+    #[error("proxy: {0}")]
+    Proxy(#[from] std::io::Error),
+    /// The driver's factory or the lock options were rejected.
+    #[error("lock setup: {0}")]
+    Lock(#[from] redlock_core::Error),
+    /// A client or the nemesis panicked.
+    #[error("harness task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// An environment variable could not be read.
+    #[error("{0}")]
+    Env(String),
+}
+
+/// Runs the model, minority, outside and canary plans for one driver, printing each
+/// run's summary and details as it ends.
+///
+/// # Errors
+///
+/// A [`HarnessError`] when a run could not be carried out at all.
+pub async fn run_driver<P: Pool>(
+    driver: &str,
+    factory: &impl Factory<P>,
+    config: &Config,
+) -> Result<DriverReport, HarnessError> {
+    Ok(DriverReport {
+        model: run_and_print(driver, factory, config, Plan::Model).await?,
+        minority: run_and_print(driver, factory, config, Plan::Minority).await?,
+        outside: run_and_print(driver, factory, config, Plan::Outside).await?,
+        canary: run_and_print(driver, factory, config, Plan::Canary).await?,
+    })
+}
+
+async fn run_and_print<P: Pool>(
+    driver: &str,
+    factory: &impl Factory<P>,
+    config: &Config,
+    plan: Plan,
+) -> Result<RunReport, HarnessError> {
+    let report = run(driver, factory, config, plan).await?;
+    println!("{}", report.line());
+    report.details().iter().for_each(|l| println!("{l}"));
+    Ok(report)
+}
+
+/// One run of `plan` for the driver whose pools `factory` builds.
+///
+/// # Errors
+///
+/// A [`HarnessError`] when the fleet, a proxy or a lock manager cannot be set up, or a
+/// client or the nemesis panicked. Every process and task started is ended either way.
+pub async fn run<P: Pool>(
+    driver: &str,
+    factory: &impl Factory<P>,
+    config: &Config,
+    plan: Plan,
+) -> Result<RunReport, HarnessError> {
+    let began = Instant::now();
+    let nodes = config.nodes;
+    let fleet = tokio::task::spawn_blocking(move || Fleet::start(nodes)).await??;
+    let mut proxies = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        proxies.push(Proxy::start(fleet.port(i)).await?);
+    }
+    let prefix = unique_prefix(plan.label());
+    let names = match plan {
+        Plan::Minority => config.clients,
+        _ => config.names,
+    };
+    let keys: Vec<String> = (0..names).map(|n| format!("{prefix}{n}")).collect();
+    let outcome = exercise(factory, config, plan, fleet, &proxies, &keys).await;
+    let mut proxy_tasks_left = 0;
+    for proxy in proxies {
+        proxy_tasks_left += proxy.shutdown().await;
+    }
+    let Outcome {
+        fleet,
+        start,
+        history,
+        counters,
+        events,
+    } = outcome?;
+    let (leftover_keys, inspect_errors) = inspect(fleet, prefix).await?;
+    let by = match plan {
+        Plan::Minority => Bucketing::Kind,
+        _ => Bucketing::Count,
+    };
+    let verdict = checker::check(&history, &counters, &events, by);
+    let first_violation =
+        (verdict.violations.first()).map(|v| v.describe(start, &events, config.expiry));
+    let kinds = kinds(&events);
+    let count = |pred: fn(Action) -> bool| events.iter().filter(|e| pred(e.action)).count();
+    let mut harness_errors: Vec<String> = events.iter().filter_map(|e| e.error.clone()).collect();
+    harness_errors.extend(inspect_errors);
+    Ok(RunReport {
+        driver: driver.into(),
+        plan,
+        seed: config.seed,
+        nemesis: count(|a| !matches!(a, Action::Heal(_))),
+        early_expiries: count(|a| a == Action::EarlyExpiry),
+        empty_restarts: count(|a| a == Action::RestartEmpty),
+        kinds,
+        verdict,
+        leftover_keys,
+        harness_errors,
+        proxy_tasks_left,
+        first_violation,
+        elapsed: began.elapsed(),
+    })
+}
+
+/// How many steps started a fault, by kind, in a fixed order.
+fn kinds(events: &[Event]) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let starts = events
+        .iter()
+        .filter(|e| !matches!(e.action, Action::Heal(_)));
+    for e in starts {
+        *counts.entry(e.action.label()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// What a run leaves for the checker.
+struct Outcome {
+    fleet: Fleet,
+    start: Instant,
+    history: Vec<Entry>,
+    counters: Vec<u64>,
+    events: Vec<Event>,
+}
+
+/// Runs the clients against the proxies while the nemesis plays its schedule; waits out
+/// the TTL after both are done, so that every key that may remain must have expired.
+async fn exercise<P: Pool>(
+    factory: &impl Factory<P>,
+    config: &Config,
+    plan: Plan,
+    mut fleet: Fleet,
+    proxies: &[Proxy],
+    keys: &[String],
+) -> Result<Outcome, HarnessError> {
+    let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
+    let counters = Arc::new(Counters::new(keys.len()));
+    let workload = config.workload(plan);
+    let mut clients = Vec::with_capacity(config.clients);
+    for id in 0..config.clients {
+        let pools = urls.iter().map(|u| factory(u)).collect::<Result<_, _>>()?;
+        let redlock = Redlock::with_options(pools, config.options())?;
+        let seed = derive(config.seed, id as u64);
+        let counters = counters.clone();
+        clients.push(Client::new(id, &redlock, keys, counters, workload, seed)?);
+    }
+    let schedule = Schedule::generate(
+        derive(config.seed, plan_salt(plan)),
+        plan,
+        &config.spec(plan),
+    );
+    let controls: Vec<ProxyControl> = proxies.iter().map(Proxy::control).collect();
+    let nemesis_keys = keys.to_vec();
+    let start = Instant::now();
+    let stop = start + config.duration(plan);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(c.run(stop)))
+        .collect();
+    let nemesis = tokio::task::spawn_blocking(move || {
+        let mut executor = Executor {
+            fleet: &mut fleet,
+            proxies: &controls,
+            keys: &nemesis_keys,
+        };
+        let events = executor.run(&schedule, start);
+        (fleet, events)
+    });
+    let mut history = Vec::new();
+    let mut failed = None;
+    for task in tasks {
+        match task.await {
+            Ok(h) => history.extend(h),
+            Err(e) => failed = Some(e),
+        }
+    }
+    let (fleet, events) = nemesis.await?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    tokio::time::sleep(config.expiry + SETTLE).await;
+    Ok(Outcome {
+        fleet,
+        start,
+        history,
+        counters: counters.values(),
+        events,
+    })
+}
+
+/// Lists the run's keys left on the real servers, then stops the fleet; both blocking,
+/// so off the runtime's workers.
+async fn inspect(fleet: Fleet, prefix: String) -> Result<(Vec<String>, Vec<String>), HarnessError> {
+    let found = tokio::task::spawn_blocking(move || {
+        let pattern = format!("{prefix}*");
+        let (mut left, mut errors) = (Vec::new(), Vec::new());
+        for node in 0..fleet.len() {
+            match fleet.keys(node, &pattern) {
+                Ok(keys) => left.extend(keys.into_iter().map(|k| format!("{node}:{k}"))),
+                Err(e) => errors.push(format!("listing keys on node {node}: {e}")),
+            }
+        }
+        drop(fleet);
+        (left, errors)
+    });
+    Ok(found.await?)
+}

@@ -1,0 +1,189 @@
+//! What the runs found, as report lines and as the list of problems that fail a test.
+
+use std::time::Duration;
+
+use super::checker::Verdict;
+use super::schedule::Plan;
+
+/// What one run of one plan found.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The driver's name.
+    pub driver: String,
+    /// The plan.
+    pub plan: Plan,
+    /// The run's seed.
+    pub seed: u64,
+    /// The checker's findings.
+    pub verdict: Verdict,
+    /// Faults started: model faults injected, early expiries (per node) and empty restarts.
+    pub nemesis: usize,
+    /// Early expiries done (one per node and step).
+    pub early_expiries: usize,
+    /// Nodes restarted at once with their data gone.
+    pub empty_restarts: usize,
+    /// Nemesis steps that started a fault, by kind (`kill`, `early_expiry`, ...).
+    pub kinds: Vec<(String, usize)>,
+    /// Lock keys found on the real servers once everything was released and the TTL
+    /// had passed, as `node:key`.
+    pub leftover_keys: Vec<String>,
+    /// Nemesis steps or inspections that failed: harness problems, not findings.
+    pub harness_errors: Vec<String>,
+    /// Proxy connection tasks still alive after the proxies shut down.
+    pub proxy_tasks_left: usize,
+    /// The first violation, described.
+    pub first_violation: Option<String>,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// The run's summary line, in the form the issue asks for.
+    pub fn line(&self) -> String {
+        let v = &self.verdict;
+        let (driver, seed, violations) = (&self.driver, self.seed, v.violations.len());
+        let common = format!(
+            "driver={driver} seed={seed} ops={} acquired={} nemesis={}",
+            v.ops, v.acquired, self.nemesis
+        );
+        match self.plan {
+            Plan::Model => format!(
+                "faults {common} violations={violations} lost_updates={}",
+                v.lost_updates
+            ),
+            Plan::Minority => format!(
+                "minority {common} violations={violations} lost_updates={}",
+                v.lost_updates
+            ),
+            Plan::Outside => format!(
+                "outside {common} early_expiries={} empty_restarts={} violations={violations} \
+                 lost_updates={}",
+                self.early_expiries, self.empty_restarts, v.lost_updates
+            ),
+            Plan::Canary => format!("canary driver={driver} violations={violations}"),
+        }
+    }
+
+    /// Detail lines: writes, extends, nemesis steps and failures by kind, liveness by
+    /// fault situation, the first violation, harness errors.
+    pub fn details(&self) -> Vec<String> {
+        let v = &self.verdict;
+        let tag = format!("{} driver={}", self.plan.label(), self.driver);
+        let mut lines = vec![format!(
+            "  detail {tag} writes={} skipped={} extends={} extend_failures={} \
+             unlock_errors={} lost_updates={} leftover_keys={} proxy_tasks_left={} elapsed_ms={}",
+            v.writes,
+            v.skipped,
+            v.extends.0,
+            v.extends.1,
+            v.unlock_errors,
+            v.lost_updates,
+            self.leftover_keys.len(),
+            self.proxy_tasks_left,
+            self.elapsed.as_millis()
+        )];
+        let failures: Vec<String> = v
+            .failures
+            .iter()
+            .map(|(c, n)| format!("{}={n}", c.label()))
+            .collect();
+        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        lines.push(format!("  nemesis {tag} {}", kinds.join(" ")));
+        let failures = if failures.is_empty() {
+            vec!["none".into()]
+        } else {
+            failures
+        };
+        lines.push(format!("  failures {tag} {}", failures.join(" ")));
+        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+        lines.extend(v.liveness.iter().map(|l| {
+            format!(
+                "  liveness {tag} {} attempts={} acquired={} share={:.3} p50_ms={:.1} \
+                 p99_ms={:.1}",
+                l.bucket,
+                l.attempts,
+                l.acquired,
+                l.share(),
+                ms(l.p50),
+                ms(l.p99)
+            )
+        }));
+        lines.extend(
+            self.first_violation
+                .iter()
+                .map(|d| format!("  first {tag} {d}")),
+        );
+        lines.extend(
+            self.harness_errors
+                .iter()
+                .map(|e| format!("  error {tag} {e}")),
+        );
+        lines
+    }
+
+    /// What makes this run fail: for the model, any violation, lost update or key left;
+    /// for the canary, finding nothing; for every plan, harness errors and leaked tasks.
+    pub fn problems(&self) -> Vec<String> {
+        let v = &self.verdict;
+        let tag = format!("{} driver={}", self.plan.label(), self.driver);
+        let mut out = Vec::new();
+        let mut fail = |cond: bool, what: String| {
+            if cond {
+                out.push(format!("{tag}: {what}"));
+            }
+        };
+        let model = matches!(self.plan, Plan::Model | Plan::Minority);
+        fail(
+            model && !v.violations.is_empty(),
+            format!("{} overlapping holdings", v.violations.len()),
+        );
+        fail(
+            model && v.lost_updates > 0,
+            format!("{} lost updates", v.lost_updates),
+        );
+        fail(
+            model && v.writes == 0,
+            "no protected write was ever done".into(),
+        );
+        fail(
+            self.plan == Plan::Canary && v.violations.is_empty(),
+            "the canary found no violation: the checker cannot see".into(),
+        );
+        fail(
+            !self.leftover_keys.is_empty(),
+            format!("keys left: {:?}", self.leftover_keys),
+        );
+        fail(
+            !self.harness_errors.is_empty(),
+            format!("harness errors: {:?}", self.harness_errors),
+        );
+        fail(
+            self.proxy_tasks_left > 0,
+            format!("{} proxy tasks left", self.proxy_tasks_left),
+        );
+        out
+    }
+}
+
+/// The four runs of one driver.
+#[derive(Debug, Clone)]
+pub struct DriverReport {
+    /// Faults inside the model.
+    pub model: RunReport,
+    /// A fixed minority down, for liveness figures.
+    pub minority: RunReport,
+    /// Faults outside the model.
+    pub outside: RunReport,
+    /// The canary.
+    pub canary: RunReport,
+}
+
+impl DriverReport {
+    /// Everything that makes this driver's runs fail; empty when all is well.
+    pub fn problems(&self) -> Vec<String> {
+        [&self.model, &self.minority, &self.outside, &self.canary]
+            .iter()
+            .flat_map(|r| r.problems())
+            .collect()
+    }
+}
