@@ -1,0 +1,157 @@
+//! The command line.
+
+use std::time::Duration;
+
+use crate::run::Plan;
+use crate::workload::Workload;
+use crate::{Result, fail};
+
+const USAGE: &str = "\
+usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds N]
+                     [--contended-ms MS] [--nodes 1,3,5] [--workloads seq,par,contended]
+                     [--only KEY,...] [--current-thread] [--profile KEY --cycles N]
+
+  --quick               many short slices: about a minute and a half on two cores
+  --rounds N            rounds of seq and par (each contender runs one slice per round)
+  --slice-ms MS         length of one seq or par slice
+  --contended-rounds N  rounds of contended
+  --contended-ms MS     length of one contended slice
+  --nodes LIST          node counts to measure, comma-separated
+  --workloads LIST      workloads to measure, comma-separated
+  --only KEYS           contenders to run, comma-separated: floor-redis-rs, floor-fred,
+                        floor-deadpool, redlock-redis-rs, redlock-fred, redlock-deadpool,
+                        rslock
+  --current-thread      run on tokio's current-thread runtime, not the multi-thread one
+  --profile KEY         run only N seq cycles of one contender on the first --nodes
+                        count, for a profiler (valgrind, perf): no rounds, no table
+  --cycles N            cycles for --profile (default 10000)";
+
+/// What to do.
+#[derive(Debug)]
+pub(crate) struct Args {
+    pub(crate) plan: Plan,
+    /// `--profile KEY` and its cycle count.
+    pub(crate) profile: Option<(String, u64)>,
+}
+
+/// Options as given, before defaults are filled in.
+#[derive(Default)]
+struct Given {
+    quick: bool,
+    rounds: Option<usize>,
+    contended_rounds: Option<usize>,
+    slice: Option<Duration>,
+    contended: Option<Duration>,
+    nodes: Option<Vec<usize>>,
+    workloads: Option<Vec<Workload>>,
+    current_thread: bool,
+    only: Option<Vec<String>>,
+    profile: Option<String>,
+    cycles: Option<u64>,
+}
+
+/// Parses the process's arguments.
+pub(crate) fn parse() -> Result<Args> {
+    let given = read(lexopt::Parser::from_env())?;
+    let base = if given.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let plan = Plan {
+        rounds: given.rounds.unwrap_or(base.rounds),
+        contended_rounds: given.contended_rounds.unwrap_or(base.contended_rounds),
+        slice: given.slice.unwrap_or(base.slice),
+        contended_slice: given.contended.unwrap_or(base.contended_slice),
+        nodes: given.nodes.unwrap_or_else(|| base.nodes.clone()),
+        workloads: given.workloads.unwrap_or_else(|| base.workloads.clone()),
+        only: given.only,
+        current_thread: given.current_thread,
+        ..base
+    };
+    if plan.rounds == 0 || plan.contended_rounds == 0 {
+        return Err(fail("--rounds and --contended-rounds must be at least 1"));
+    }
+    let cycles = given.cycles.unwrap_or(10_000);
+    let profile = given.profile.map(|key| (key, cycles));
+    Ok(Args { plan, profile })
+}
+
+fn read(mut parser: lexopt::Parser) -> Result<Given> {
+    use lexopt::prelude::*;
+    let mut g = Given::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => g.quick = true,
+            Long("rounds") => g.rounds = Some(parser.value()?.parse()?),
+            Long("contended-rounds") => g.contended_rounds = Some(parser.value()?.parse()?),
+            Long("slice-ms") => g.slice = Some(millis(&mut parser)?),
+            Long("contended-ms") => g.contended = Some(millis(&mut parser)?),
+            Long("nodes") => g.nodes = Some(nodes(&parser.value()?.string()?)?),
+            Long("current-thread") => g.current_thread = true,
+            Long("workloads") => g.workloads = Some(workloads(&parser.value()?.string()?)?),
+            Long("only") => g.only = Some(list(&parser.value()?.string()?)),
+            Long("profile") => g.profile = Some(parser.value()?.string()?),
+            Long("cycles") => g.cycles = Some(parser.value()?.parse()?),
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(fail(format!("{}\n{USAGE}", arg.unexpected()))),
+        }
+    }
+    Ok(g)
+}
+
+fn millis(parser: &mut lexopt::Parser) -> Result<Duration> {
+    use lexopt::ValueExt as _;
+    Ok(Duration::from_millis(parser.value()?.parse()?))
+}
+
+fn list(text: &str) -> Vec<String> {
+    text.split(',').map(|s| s.trim().to_string()).collect()
+}
+
+fn nodes(text: &str) -> Result<Vec<usize>> {
+    let nodes = text
+        .split(',')
+        .map(|n| n.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if nodes.is_empty() || nodes.contains(&0) {
+        return Err(fail("--nodes wants positive counts, e.g. 1,3,5"));
+    }
+    Ok(nodes)
+}
+
+fn workloads(text: &str) -> Result<Vec<Workload>> {
+    list(text)
+        .iter()
+        .map(|w| match w.as_str() {
+            "seq" => Ok(Workload::Seq),
+            "par" => Ok(Workload::Par),
+            "contended" => Ok(Workload::Contended),
+            other => Err(fail(format!(
+                "unknown workload {other:?}: seq, par, contended"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_lists_parse_and_reject_zero() {
+        assert_eq!(nodes("1, 3,5").unwrap(), vec![1, 3, 5]);
+        assert!(nodes("0").is_err());
+        assert!(nodes("one").is_err());
+    }
+
+    #[test]
+    fn workload_lists_parse_and_reject_unknown_names() {
+        let parsed = workloads("seq,contended").unwrap();
+        assert_eq!(parsed, vec![Workload::Seq, Workload::Contended]);
+        assert!(workloads("seq,burst").is_err());
+    }
+}
