@@ -35,14 +35,15 @@ use crate::validity;
 /// ```
 pub struct Redlock<P: Pool> {
     nodes: Nodes<P>,
-    options: Options,
+    /// The default options, checked once for this node count.
+    settings: Arc<Settings>,
 }
 
 impl<P: Pool> Clone for Redlock<P> {
     fn clone(&self) -> Self {
         Self {
             nodes: self.nodes.clone(),
-            options: self.options.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -51,7 +52,7 @@ impl<P: Pool> std::fmt::Debug for Redlock<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redlock")
             .field("nodes", &self.nodes.len())
-            .field("options", &self.options)
+            .field("options", &self.settings.options)
             .finish()
     }
 }
@@ -72,10 +73,10 @@ impl<P: Pool> Redlock<P> {
     ///
     /// [`Error::Config`] when `pools` is empty or an option is out of range.
     pub fn with_options(pools: Vec<P>, options: Options) -> Result<Self> {
-        options.validate(pools.len())?;
+        let settings = Arc::new(options.validate(pools.len())?);
         Ok(Self {
             nodes: pools.into(),
-            options,
+            settings,
         })
     }
 
@@ -86,7 +87,7 @@ impl<P: Pool> Redlock<P> {
 
     /// The options locks get by default.
     pub fn options(&self) -> &Options {
-        &self.options
+        &self.settings.options
     }
 
     /// The lock named `name`, with this manager's options.
@@ -95,7 +96,7 @@ impl<P: Pool> Redlock<P> {
     ///
     /// [`Error::Config`] when `name` is empty.
     pub fn mutex(&self, name: &str) -> Result<Mutex<P>> {
-        self.mutex_with(name, self.options.clone())
+        self.named(name, self.settings.clone())
     }
 
     /// The lock named `name`, with its own `options`.
@@ -104,14 +105,18 @@ impl<P: Pool> Redlock<P> {
     ///
     /// [`Error::Config`] when `name` is empty or an option is out of range.
     pub fn mutex_with(&self, name: &str, options: Options) -> Result<Mutex<P>> {
+        let settings = Arc::new(options.validate(self.nodes.len())?);
+        self.named(name, settings)
+    }
+
+    fn named(&self, name: &str, settings: Arc<Settings>) -> Result<Mutex<P>> {
         if name.is_empty() {
             return Err(Error::config("lock name must not be empty"));
         }
-        let settings = options.validate(self.nodes.len())?;
         Ok(Mutex {
             nodes: self.nodes.clone(),
             name: name.into(),
-            settings: Arc::new(settings),
+            settings,
         })
     }
 
