@@ -3,48 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
+use redlock_conformance::suite::{Cluster, quick};
 use redlock_conformance::{Fleet, unique_prefix};
 use redlock_deadpool::deadpool_redis::{self, PoolConfig, Runtime, Timeouts};
-use redlock_deadpool::{ConnErrorKind, DeadpoolPool, Options, Redlock};
-
-fn options() -> Options {
-    Options::new()
-        .expiry(Duration::from_secs(5))
-        .tries(3)
-        .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
-}
-
-fn redlock(fleet: &Fleet, options: Options) -> Redlock<DeadpoolPool> {
-    let pools = DeadpoolPool::from_urls(&fleet.urls()).expect("pools");
-    Redlock::with_options(pools, options).expect("redlock")
-}
-
-fn holders(fleet: &Fleet, key: &str, value: &str) -> usize {
-    (0..fleet.len())
-        .filter(|&i| fleet.get(i, key).ok().flatten().as_deref() == Some(value))
-        .count()
-}
-
-async fn eventually_all_hold(fleet: &Fleet, redlock: &Redlock<DeadpoolPool>, key: &str) {
-    for _ in 0..50 {
-        let guard = redlock.lock(key).await.expect("lock");
-        let n = holders(fleet, key, guard.value());
-        guard.unlock().await.expect("unlock");
-        if n == fleet.len() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("a node never took part in a lock again");
-}
+use redlock_deadpool::{ConnErrorKind, DeadpoolPool, Redlock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_cycle_costs_exactly_its_own_commands() {
-    let fleet = Fleet::start(3).expect("fleet");
-    let redlock = redlock(&fleet, options());
-    let key = format!("{}lock", unique_prefix("deadpool_count"));
+    let c = Cluster::start(3, quick(5_000), &DeadpoolPool::from_url, "deadpool_count");
+    let (fleet, redlock, key) = (&c.fleet, &c.redlock, c.key("lock"));
     // The first cycle opens the connections; count from the second on.
     redlock.lock(&key).await.unwrap().unlock().await.unwrap();
     for i in 0..3 {
@@ -74,51 +41,6 @@ async fn a_lock_cycle_costs_exactly_its_own_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn noscript_falls_back_to_eval() {
-    let fleet = Fleet::start(3).expect("fleet");
-    let redlock = redlock(&fleet, options());
-    let key = format!("{}lock", unique_prefix("deadpool_noscript"));
-    redlock.lock(&key).await.unwrap().unlock().await.unwrap();
-    for i in 0..3 {
-        fleet.flush_scripts(i).unwrap();
-        fleet.reset_stats(i).unwrap();
-    }
-    let guard = redlock.lock(&key).await.expect("lock after flush");
-    assert_eq!(holders(&fleet, &key, guard.value()), 3);
-    guard.unlock().await.expect("unlock after flush");
-    for i in 0..3 {
-        assert_eq!(fleet.command_count(i, "evalsha").unwrap(), 2, "node {i}");
-        assert_eq!(fleet.command_count(i, "eval").unwrap(), 2, "node {i}");
-        assert!(fleet.get(i, &key).unwrap().is_none());
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn down_node_fails_fast_and_is_used_once_up() {
-    let mut fleet = Fleet::start(3).expect("fleet");
-    fleet.kill(0).unwrap();
-    // A generous per-node timeout (2.5 s): a down node must fail well before it.
-    let redlock = redlock(&fleet, options().timeout_factor(0.5));
-    let key = format!("{}lock", unique_prefix("deadpool_down"));
-    let guard = redlock.lock(&key).await.expect("lock with node 0 down");
-    assert_eq!(holders(&fleet, &key, guard.value()), 2);
-    guard.unlock().await.expect("unlock");
-
-    let single = DeadpoolPool::from_url(&fleet.url(0)).unwrap();
-    let single = Redlock::with_options(vec![single], options().tries(1).timeout_factor(0.5));
-    let err = single
-        .unwrap()
-        .lock(&key)
-        .await
-        .expect_err("node 0 is down");
-    let kinds: Vec<_> = err.node_errors().iter().map(|e| e.error.kind()).collect();
-    assert_eq!(kinds, vec![ConnErrorKind::Connection], "{err:?}");
-
-    fleet.restart(0).unwrap();
-    eventually_all_hold(&fleet, &redlock, &key).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_is_a_failed_vote_not_a_hang() {
     let fleet = Fleet::start(1).expect("fleet");
     // A user's pool of one connection, with deadpool's default of no timeouts at all.
@@ -130,7 +52,7 @@ async fn exhausted_pool_is_a_failed_vote_not_a_hang() {
     });
     let pool = config.create_pool(Some(Runtime::Tokio1)).unwrap();
     let held = pool.get().await.expect("the app holds the only connection");
-    let options = options().tries(1).timeout_factor(0.5);
+    let options = quick(5_000).tries(1);
     let redlock = Redlock::with_options(vec![DeadpoolPool::new(pool)], options).unwrap();
     let key = format!("{}lock", unique_prefix("deadpool_exhausted"));
     let err = redlock.lock(&key).await.expect_err("pool exhausted");

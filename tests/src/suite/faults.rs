@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redlock_core::{ConnErrorKind, Pool};
+use redlock_core::{ConnErrorKind, Pool, Redlock};
 
 use super::{Cluster, Factory, manager, quick};
 use crate::fleet::Fleet;
@@ -103,10 +103,11 @@ pub async fn flushed_scripts_still_work<P: Pool>(factory: &impl Factory<P>) {
     guard.extend().await.expect("extend after flush");
     guard.unlock().await.expect("unlock after flush");
     for i in 0..3 {
-        assert!(
-            c.fleet.command_count(i, "eval").expect("stats") >= 1,
-            "node {i} fell back to EVAL"
-        );
+        // Lock and unlock each met NOSCRIPT once, then EVAL loaded them; extend reused the
+        // lock script: exactly one extra round trip per flushed script, no more.
+        let count = |cmd| c.fleet.command_count(i, cmd).expect("stats");
+        assert_eq!(count("evalsha"), 3, "node {i}: lock, extend, unlock");
+        assert_eq!(count("eval"), 2, "node {i}: one EVAL per flushed script");
     }
     assert!(c.values(&name).iter().all(Option::is_none));
 }
@@ -145,6 +146,12 @@ pub async fn node_down_at_build_is_used_once_up<P: Pool>(factory: &impl Factory<
     let guard = c.redlock.lock(&name).await.expect("lock with node 0 down");
     assert_eq!(c.holders(&name, guard.value()), 2);
     guard.unlock().await.expect("unlock");
+    // With a 2.5 s per-node timeout, the down node must fail as refused, not time out.
+    let pool = factory(&c.fleet.url(0)).expect("factory");
+    let single = Redlock::with_options(vec![pool], quick(5_000).tries(1)).expect("options");
+    let err = single.lock(&name).await.expect_err("node 0 is down");
+    let kinds: Vec<_> = err.node_errors().iter().map(|e| e.error.kind()).collect();
+    assert_eq!(kinds, vec![ConnErrorKind::Connection], "{err:?}");
     let mut c = c;
     c.fleet.restart(0).expect("restart");
     assert_eventually_all_nodes_lock(&c, &name).await;
@@ -155,7 +162,7 @@ async fn assert_eventually_all_nodes_lock<P: Pool>(c: &Cluster<P>, name: &str) {
         let guard = c.redlock.lock(name).await.expect("lock");
         let holders = c.holders(name, guard.value());
         guard.unlock().await.expect("unlock");
-        if holders == 3 {
+        if holders == c.fleet.len() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
