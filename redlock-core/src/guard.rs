@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::Result;
 use crate::lock::Mutex;
-use crate::quorum::{self, Call, InFlight, Plan};
+use crate::quorum::{self, InFlight};
 
 /// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
 ///
@@ -155,33 +155,22 @@ impl<P: Pool> Guard<P> {
             let _ = task.await;
             self.in_flight = None;
         }
-        let call = self.unlock_call();
-        let plan = Plan {
-            fail_fast: false,
-            ..self.mutex.plan()
-        };
-        let (tally, _) = quorum::fan_out(&self.mutex.nodes, plan, call).await;
+        let call = self.mutex.unlock_call(&self.value);
+        let (tally, _) = quorum::fan_out(&self.mutex.nodes, self.mutex.plan_all(), call).await;
         self.held = false;
         if tally.reached() {
             return Ok(());
         }
         Err(tally.into_release_error())
     }
-
-    fn unlock_call(&self) -> Arc<Call> {
-        Arc::new(Call::unlock(self.mutex.name.clone(), self.value.clone()))
-    }
 }
 
 impl<P: Pool> Drop for Guard<P> {
     fn drop(&mut self) {
         if self.held {
-            let plan = Plan {
-                fail_fast: false,
-                ..self.mutex.plan()
-            };
-            let (nodes, call) = (self.mutex.nodes.clone(), self.unlock_call());
-            quorum::release_after_in_background(self.in_flight.take(), nodes, plan, call);
+            let m = &self.mutex;
+            let (plan, call) = (m.plan_all(), m.unlock_call(&self.value));
+            quorum::release_after_in_background(self.in_flight.take(), m.nodes.clone(), plan, call);
         }
     }
 }

@@ -344,7 +344,7 @@ impl<P: Pool> Mutex<P> {
                 pending.finish_in_background::<P>(None),
             )),
             Err(e) => {
-                let unlock = Arc::new(Call::unlock(self.name.clone(), value.clone()));
+                let unlock = self.unlock_call(value);
                 let release = (self.nodes.clone(), plan, unlock.clone(), !unique);
                 let in_flight = pending.finish_in_background(Some(release));
                 quorum::release_on(&self.nodes, &ours, plan, unlock).await;
@@ -392,10 +392,7 @@ impl<P: Pool> Mutex<P> {
             LockMode::Refresh
         };
         let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_ms, mode));
-        let plan = Plan {
-            fail_fast: false,
-            ..self.plan()
-        };
+        let plan = self.plan_all();
         let (tally, _) = quorum::fan_out(&self.nodes, plan, call).await;
         let elapsed = start.elapsed();
         if !tally.reached() {
@@ -405,6 +402,20 @@ impl<P: Pool> Mutex<P> {
         validity::validity(expiry, elapsed, drift)
             .map(|left| start + elapsed + left)
             .ok_or(Error::ValidityExhausted { elapsed, expiry })
+    }
+
+    /// The plan for calls that must hear from every node (extend, unlock, cleanup), even
+    /// when acquire rounds decide early.
+    pub(crate) fn plan_all(&self) -> Plan {
+        Plan {
+            fail_fast: false,
+            ..self.plan()
+        }
+    }
+
+    /// The call that deletes the key if it holds `value`.
+    pub(crate) fn unlock_call(&self, value: &Arc<str>) -> Arc<Call> {
+        Arc::new(Call::unlock(self.name.clone(), value.clone()))
     }
 
     pub(crate) fn plan(&self) -> Plan {
@@ -466,11 +477,6 @@ impl<P: Pool> Drop for Cleanup<'_, P> {
             return;
         }
         let m = self.mutex;
-        let call = Arc::new(Call::unlock(m.name.clone(), self.value.clone()));
-        let plan = Plan {
-            fail_fast: false,
-            ..m.plan()
-        };
-        quorum::release_in_background(m.nodes.clone(), plan, call);
+        quorum::release_in_background(m.nodes.clone(), m.plan_all(), m.unlock_call(&self.value));
     }
 }
