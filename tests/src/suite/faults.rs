@@ -53,13 +53,7 @@ pub async fn paused_node_is_bounded_by_node_timeout<P: Pool>(factory: &impl Fact
     let options = quick(2_000).timeout_factor(0.1).tries(1);
     let c = Cluster::start(3, options, factory, "paused_node");
     let name = c.key("lock");
-    c.redlock
-        .lock(&name)
-        .await
-        .expect("warm-up lock")
-        .unlock()
-        .await
-        .expect("unlock");
+    c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
     c.fleet.set(1, &name, "other", 5_000).expect("set");
     let attempt = tokio::time::timeout(Duration::from_secs(10), c.redlock.lock(&name));
@@ -88,13 +82,7 @@ pub async fn paused_node_is_bounded_by_node_timeout<P: Pool>(factory: &impl Fact
 pub async fn flushed_scripts_still_work<P: Pool>(factory: &impl Factory<P>) {
     let c = Cluster::start(3, quick(5_000), factory, "flushed_scripts");
     let name = c.key("lock");
-    c.redlock
-        .lock(&name)
-        .await
-        .expect("lock")
-        .unlock()
-        .await
-        .expect("unlock");
+    c.cycle(&name).await;
     for i in 0..3 {
         c.fleet.flush_scripts(i).expect("flush");
         c.fleet.reset_stats(i).expect("reset");
@@ -116,13 +104,7 @@ pub async fn flushed_scripts_still_work<P: Pool>(factory: &impl Factory<P>) {
 pub async fn restarted_node_is_used_again<P: Pool>(factory: &impl Factory<P>) {
     let mut c = Cluster::start(3, quick(5_000), factory, "restarted_node");
     let name = c.key("lock");
-    c.redlock
-        .lock(&name)
-        .await
-        .expect("lock")
-        .unlock()
-        .await
-        .expect("unlock");
+    c.cycle(&name).await;
     c.fleet.kill(2).expect("kill");
     let guard = c
         .redlock
@@ -176,13 +158,7 @@ pub async fn cancelled_acquire_leaves_no_key<P: Pool>(factory: &impl Factory<P>)
     let options = quick(3_000).timeout_factor(0.9).tries(1);
     let c = Cluster::start(3, options, factory, "cancelled_acquire");
     let name = c.key("lock");
-    c.redlock
-        .lock(&name)
-        .await
-        .expect("warm-up lock")
-        .unlock()
-        .await
-        .expect("unlock");
+    c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
     let cut = tokio::time::timeout(Duration::from_millis(300), c.redlock.lock(&name)).await;
     assert!(
@@ -233,13 +209,7 @@ pub async fn slow_reply_within_node_timeout_counts<P: Pool>(factory: &impl Facto
     let options = quick(20_000).timeout_factor(0.1).tries(1);
     let c = Cluster::start(1, options, factory, "slow_reply");
     let name = c.key("lock");
-    c.redlock
-        .lock(&name)
-        .await
-        .expect("warm-up lock")
-        .unlock()
-        .await
-        .expect("unlock");
+    c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
     let resume = tokio::spawn(async {
         tokio::time::sleep(Duration::from_millis(800)).await;

@@ -67,6 +67,12 @@ impl<P: Pool> Cluster<P> {
         format!("{}{name}", self.prefix)
     }
 
+    /// One lock and unlock of `name`, which opens the connections and loads the scripts.
+    pub async fn cycle(&self, name: &str) {
+        let guard = self.redlock.lock(name).await.expect("lock");
+        guard.unlock().await.expect("unlock");
+    }
+
     /// The value of `key` on every node (`None` where absent or the node is down).
     pub fn values(&self, key: &str) -> Vec<Option<String>> {
         (0..self.fleet.len())
