@@ -33,6 +33,16 @@ pub trait Pool: Send + Sync + 'static {
     ///
     /// [`ConnError`] when no connection can be had (node unreachable, pool exhausted).
     async fn get(&self) -> Result<Self::Conn, ConnError>;
+
+    /// A connection handed out at once, when the pool has one at hand without waiting (a
+    /// multiplexed client cloning itself, a connection already checked out); `None` sends
+    /// the caller to [`Pool::get`]. The default returns `None`.
+    ///
+    /// Optional, and only a shortcut: the core tries it before every node call, and each
+    /// call it answers skips the boxed future of `get`. It must never block.
+    fn get_now(&self) -> Option<Self::Conn> {
+        None
+    }
 }
 
 /// One connection to one Redis node, able to run the core's Lua scripts.
@@ -223,6 +233,10 @@ impl Pool for BoxPool {
     async fn get(&self) -> Result<BoxConn, ConnError> {
         (**self).get().await
     }
+
+    fn get_now(&self) -> Option<BoxConn> {
+        (**self).get_now()
+    }
 }
 
 /// Boxes any pool into a [`BoxPool`].
@@ -235,6 +249,11 @@ impl<P: Pool> Pool for Boxed<P> {
     async fn get(&self) -> Result<BoxConn, ConnError> {
         let conn = self.0.get().await?;
         Ok(Box::new(conn))
+    }
+
+    fn get_now(&self) -> Option<BoxConn> {
+        let conn = self.0.get_now()?;
+        Some(Box::new(conn))
     }
 }
 

@@ -55,7 +55,7 @@ pub use guard::Guard;
 pub use lock::{Mutex, Redlock};
 pub use options::{
     DEFAULT_DRIFT_FACTOR, DEFAULT_EXPIRY, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_RETRY_DELAY,
-    DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_TRIES, Options,
+    DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options,
 };
 pub use scripts::Script;
 pub use tokio::time::Instant;

@@ -11,7 +11,7 @@ use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::options::{Options, RetryDelay, Settings, ValueSource};
-use crate::quorum::{self, Call, InFlight, LockMode, Nodes, Plan};
+use crate::quorum::{self, Call, InFlight, LockMode, Nodes, Plan, Release};
 use crate::validity;
 
 /// A lock manager over N independent Redis masters, one [`Pool`] per node.
@@ -316,10 +316,11 @@ impl<P: Pool> Mutex<P> {
     /// (fail-fast); on failure, every node that may hold the value is released first.
     async fn attempt(&self, value: &Arc<str>) -> Result<(Instant, InFlight)> {
         let s = &self.settings;
+        let ttl_ms = s.expiry_arg.clone();
         let call = Call::lock(
             self.name.clone(),
             value.clone(),
-            s.expiry_ms,
+            ttl_ms,
             self.acquire_mode(),
         );
         let plan = self.plan();
@@ -329,14 +330,9 @@ impl<P: Pool> Mutex<P> {
         let unique = self.value_is_unique();
         // A node that answered "taken" did not set our value (a unique value's replay would
         // have answered yes), so releasing it would be a wasted round trip.
-        let ours: Vec<usize> = match unique {
-            true => tally
-                .answered_nodes()
-                .iter()
-                .copied()
-                .filter(|n| !tally.taken.contains(n))
-                .collect(),
-            false => tally.yes_nodes().to_vec(),
+        let ours = match unique {
+            true => tally.answered_nodes().without(tally.taken_nodes()),
+            false => tally.yes_nodes(),
         };
         match validity::acquire_verdict(tally, s.options.expiry, elapsed, s.drift) {
             Ok(left) => Ok((
@@ -345,9 +341,14 @@ impl<P: Pool> Mutex<P> {
             )),
             Err(e) => {
                 let unlock = self.unlock_call(value);
-                let release = (self.nodes.clone(), plan, unlock.clone(), !unique);
+                let release = Release {
+                    nodes: self.nodes.clone(),
+                    plan,
+                    call: unlock.clone(),
+                    only_yes: !unique,
+                };
                 let in_flight = pending.finish_in_background(Some(release));
-                quorum::release_on(&self.nodes, &ours, plan, unlock).await;
+                quorum::release_on(&self.nodes, ours, plan, unlock).await;
                 // The next round reuses the value: a release of this round that lands
                 // after it would delete its keys. Each call is bounded by the timeout.
                 if let Some(task) = in_flight {
@@ -391,7 +392,11 @@ impl<P: Pool> Mutex<P> {
         } else {
             LockMode::Refresh
         };
-        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_ms, mode));
+        let ttl_arg = match ttl_ms == self.settings.expiry_ms {
+            true => self.settings.expiry_arg.clone(),
+            false => ttl_ms.to_string().into(),
+        };
+        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_arg, mode));
         let plan = self.plan_all();
         let (tally, _) = quorum::fan_out(&self.nodes, plan, call).await;
         let elapsed = start.elapsed();
@@ -429,15 +434,15 @@ impl<P: Pool> Mutex<P> {
     }
 
     fn new_value(&self) -> Result<Arc<str>> {
-        let value = match &self.settings.options.value {
+        let value: Arc<str> = match &self.settings.options.value {
             ValueSource::Random => random_value(),
-            ValueSource::Generator(f) => f(),
-            ValueSource::Fixed(v) => v.clone(),
+            ValueSource::Generator(f) => f().into(),
+            ValueSource::Fixed(v) => v.as_str().into(),
         };
         if value.is_empty() {
             return Err(Error::config("value generator returned an empty value"));
         }
-        Ok(value.into())
+        Ok(value)
     }
 }
 
@@ -448,8 +453,15 @@ fn deadline_exceeded(last: Option<Error>) -> Error {
 }
 
 /// 16 random bytes, base64: the default lock value.
-fn random_value() -> String {
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
+fn random_value() -> Arc<str> {
+    let mut text = [0u8; 24];
+    let engine = &base64::engine::general_purpose::STANDARD;
+    match engine.encode_slice(rand::random::<[u8; 16]>(), &mut text) {
+        // Base64 is ASCII, so this is always `Ok`.
+        Ok(len) => std::str::from_utf8(&text[..len]).unwrap_or_default().into(),
+        // Unreachable (24 bytes hold 16 encoded); a longer value is as good.
+        Err(_) => engine.encode(rand::random::<[u8; 16]>()).into(),
+    }
 }
 
 /// The delay after failed attempt number `attempt` (1-based).

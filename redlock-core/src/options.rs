@@ -23,6 +23,8 @@ pub const DEFAULT_TIMEOUT_FACTOR: f64 = 0.05;
 pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The most attempts accepted by [`Options::tries`].
 pub const MAX_TRIES: u32 = 1_000_000;
+/// The most nodes one lock manager may span (a round's bookkeeping is a 64-bit mask).
+pub const MAX_NODES: usize = 64;
 
 type DelayFn = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
 type ValueFn = Arc<dyn Fn() -> String + Send + Sync>;
@@ -201,6 +203,11 @@ impl Options {
         if nodes == 0 {
             return Err(Error::config("at least one node is required"));
         }
+        if nodes > MAX_NODES {
+            return Err(Error::config(format!(
+                "at most {MAX_NODES} nodes are supported, got {nodes}"
+            )));
+        }
         let quorum = self.check_quorum(nodes)?;
         let expiry_ms = self.check_expiry()?;
         self.check_retry()?;
@@ -226,6 +233,7 @@ impl Options {
             options: self.clone(),
             quorum,
             expiry_ms,
+            expiry_arg: expiry_ms.to_string().into(),
             drift,
             node_timeout,
         })
@@ -304,6 +312,8 @@ pub(crate) struct Settings {
     pub(crate) options: Options,
     pub(crate) quorum: usize,
     pub(crate) expiry_ms: u64,
+    /// `expiry_ms` as the script's TTL argument, formatted once.
+    pub(crate) expiry_arg: Arc<str>,
     pub(crate) drift: Duration,
     pub(crate) node_timeout: Duration,
 }

@@ -11,10 +11,11 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep, timeout_at};
 
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
-use crate::scripts::{LOCK, Script, UNLOCK};
-use crate::validity::{Tally, Vote};
+use crate::scripts::{LOCK, UNLOCK};
+use crate::validity::{NodeSet, Tally, Vote};
 
 /// The nodes of one lock manager, shared by every lock it makes.
 pub(crate) type Nodes<P> = Arc<[P]>;
@@ -42,49 +43,49 @@ impl LockMode {
     }
 }
 
+/// What a call asks of the key.
+#[derive(Debug)]
+enum Op {
+    /// Set or refresh it with this TTL (milliseconds, formatted as the script's argument),
+    /// as `mode` allows.
+    Lock { ttl_ms: Arc<str>, mode: LockMode },
+    /// Delete it if it holds our value.
+    Unlock,
+}
+
 /// One script call, the same for every node.
 #[derive(Debug)]
 pub(crate) struct Call {
-    script: Script,
     key: Arc<str>,
     value: Arc<str>,
-    ttl_ms: String,
-    mode: LockMode,
+    op: Op,
 }
 
 impl Call {
-    /// Sets or refreshes the key with `ttl_ms`, as `mode` allows.
-    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: u64, mode: LockMode) -> Self {
-        let ttl_ms = ttl_ms.to_string();
-        Self {
-            script: LOCK,
-            key,
-            value,
-            ttl_ms,
-            mode,
-        }
+    /// Sets or refreshes the key with `ttl_ms` (a decimal number of milliseconds), as
+    /// `mode` allows.
+    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: Arc<str>, mode: LockMode) -> Self {
+        let op = Op::Lock { ttl_ms, mode };
+        Self { key, value, op }
     }
 
     /// Deletes the key if it is ours.
     pub(crate) fn unlock(key: Arc<str>, value: Arc<str>) -> Self {
-        let ttl_ms = String::new();
-        Self {
-            script: UNLOCK,
-            key,
-            value,
-            ttl_ms,
-            mode: LockMode::Refresh,
-        }
+        let op = Op::Unlock;
+        Self { key, value, op }
     }
 
     async fn run<P: Pool>(&self, pool: &P) -> Result<Reply, ConnError> {
-        let mut conn = pool.get().await?;
+        let mut conn = match pool.get_now() {
+            Some(conn) => conn,
+            None => pool.get().await?,
+        };
         let keys = [&*self.key];
-        if self.script == UNLOCK {
-            return run_script(&mut conn, &self.script, &keys, &[&self.value]).await;
-        }
-        let args = [&*self.value, &self.ttl_ms, self.mode.arg()];
-        run_script(&mut conn, &self.script, &keys, &args).await
+        let (script, args, count) = match &self.op {
+            Op::Lock { ttl_ms, mode } => (&LOCK, [&*self.value, ttl_ms, mode.arg()], 3),
+            Op::Unlock => (&UNLOCK, [&*self.value, "", ""], 1),
+        };
+        run_script(&mut conn, script, &keys, &args[..count]).await
     }
 }
 
@@ -97,25 +98,28 @@ pub(crate) struct Plan {
     pub(crate) shuffle: bool,
 }
 
-/// Runs `call` on node `node`, bounded by `timeout`, and reads the reply as a vote.
-async fn vote<P: Pool>(
+/// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
+async fn vote<P: Pool>(nodes: Nodes<P>, node: usize, call: Arc<Call>) -> Vote {
+    let Some(pool) = nodes.get(node) else {
+        return Vote::Failed(ConnError::new(ConnErrorKind::Other, "no such node"));
+    };
+    read_vote(call.run(pool).await)
+}
+
+/// [`vote`] bounded by `timeout`, for calls made one by one (releases).
+async fn vote_within<P: Pool>(
     nodes: Nodes<P>,
     node: usize,
     timeout: Duration,
     call: Arc<Call>,
-) -> (usize, Vote) {
-    let Some(pool) = nodes.get(node) else {
-        let e = ConnError::new(ConnErrorKind::Other, "no such node");
-        return (node, Vote::Failed(e));
-    };
-    let reply = match tokio::time::timeout(timeout, call.run(pool)).await {
-        Ok(reply) => reply,
-        Err(_) => Err(ConnError::new(
-            ConnErrorKind::Timeout,
-            format!("no answer within {timeout:?}"),
-        )),
-    };
-    (node, read_vote(reply))
+) -> Vote {
+    let voted = tokio::time::timeout(timeout, vote(nodes, node, call)).await;
+    voted.unwrap_or_else(|_| timed_out(timeout))
+}
+
+fn timed_out(timeout: Duration) -> Vote {
+    let message = format!("no answer within {timeout:?}");
+    Vote::Failed(ConnError::new(ConnErrorKind::Timeout, message))
 }
 
 fn read_vote(reply: Result<Reply, ConnError>) -> Vote {
@@ -131,39 +135,57 @@ fn read_vote(reply: Result<Reply, ConnError>) -> Vote {
     }
 }
 
-/// The node calls still in flight when a fail-fast fan-out decided early.
-pub(crate) struct Pending<F>(Vec<Pin<Box<F>>>);
+/// The node calls of a fan-out still in flight, each with its node.
+type Calls<F> = Vec<(usize, Pin<Box<F>>)>;
+
+/// The node calls still in flight when a fail-fast fan-out decided early, and the instant
+/// their time runs out.
+pub(crate) struct Pending<F> {
+    calls: Calls<F>,
+    deadline: Instant,
+}
 
 /// Polls every call still pending on each wake and tallies each answer, until all have
-/// answered or (with fail-fast) the outcome is certain.
+/// answered, their time ran out, or (with fail-fast) the outcome is certain.
+///
+/// One timer bounds the whole fan-out: every call starts at the same instant with the same
+/// timeout, so one deadline is the same bound as one timer per call, at a fraction of the
+/// cost. It is polled only after the calls, so a fan-out whose calls all answer at once
+/// (an in-memory node) never registers it.
 ///
 /// Not `FuturesUnordered`: once it has polled each of its futures, its `poll_next` wakes
 /// its own task (futures-rs #2333), which on tokio's multi-thread runtime requeues the
 /// lock's task and wakes a parked worker, two extra context switches per fan-out. Polling
 /// a handful of nodes on each wake costs far less.
-fn gather<'a, F: Future<Output = (usize, Vote)>>(
-    calls: &'a mut Vec<Pin<Box<F>>>,
+fn gather<'a, F: Future<Output = Vote>>(
+    calls: &'a mut Calls<F>,
     tally: &'a mut Tally,
-    fail_fast: bool,
+    plan: Plan,
+    mut timer: Pin<&'a mut Sleep>,
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         let mut i = 0;
-        while let Some(call) = calls.get_mut(i) {
-            let Poll::Ready((node, vote)) = call.as_mut().poll(cx) else {
+        while let Some((node, call)) = calls.get_mut(i) {
+            let (node, Poll::Ready(vote)) = (*node, call.as_mut().poll(cx)) else {
                 i += 1;
                 continue;
             };
             drop(calls.swap_remove(i));
             tally.add(node, vote);
-            if fail_fast && tally.decided() {
+            if plan.fail_fast && tally.decided() {
                 return Poll::Ready(());
             }
         }
         if calls.is_empty() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+            return Poll::Ready(());
         }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        for (node, _) in calls.drain(..) {
+            tally.add(node, timed_out(plan.timeout));
+        }
+        Poll::Ready(())
     })
 }
 
@@ -175,42 +197,54 @@ pub(crate) async fn fan_out<P: Pool>(
     nodes: &Nodes<P>,
     plan: Plan,
     call: Arc<Call>,
-) -> (
-    Tally,
-    Pending<impl Future<Output = (usize, Vote)> + Send + 'static>,
-) {
-    let mut calls: Vec<_> = (0..nodes.len())
-        .map(|node| Box::pin(vote(nodes.clone(), node, plan.timeout, call.clone())))
+) -> (Tally, Pending<impl Future<Output = Vote> + Send + 'static>) {
+    let timer = std::pin::pin!(tokio::time::sleep(plan.timeout));
+    let deadline = timer.deadline();
+    let mut calls: Calls<_> = (0..nodes.len())
+        .map(|node| (node, Box::pin(vote(nodes.clone(), node, call.clone()))))
         .collect();
     if plan.shuffle {
         calls.shuffle(&mut rand::rng());
     }
     let mut tally = Tally::new(nodes.len(), plan.quorum);
-    gather(&mut calls, &mut tally, plan.fail_fast).await;
-    (tally, Pending(calls))
+    gather(&mut calls, &mut tally, plan, timer).await;
+    (tally, Pending { calls, deadline })
 }
 
-impl<F: Future<Output = (usize, Vote)> + Send + 'static> Pending<F> {
-    /// Lets the calls still in flight finish in the background; when `release` is given,
-    /// each node is released once its call has finished (with its last field set, only
-    /// nodes that voted yes), so no key outlives a failure.
+/// What to release once an acquire's calls still in flight have finished.
+pub(crate) struct Release<P> {
+    pub(crate) nodes: Nodes<P>,
+    pub(crate) plan: Plan,
+    /// The unlock call.
+    pub(crate) call: Arc<Call>,
+    /// Release only nodes that voted yes (the value may be another owner's too).
+    pub(crate) only_yes: bool,
+}
+
+impl<F: Future<Output = Vote> + Send + 'static> Pending<F> {
+    /// Lets the calls still in flight finish in the background (within the fan-out's
+    /// deadline); when `release` is given, each node is released once its call has
+    /// finished, so no key outlives a failure.
     /// Returns the background task, for a guard to wait on before it releases.
-    pub(crate) fn finish_in_background<P: Pool>(
-        self,
-        release: Option<(Nodes<P>, Plan, Arc<Call>, bool)>,
-    ) -> InFlight {
-        if self.0.is_empty() {
+    pub(crate) fn finish_in_background<P: Pool>(self, release: Option<Release<P>>) -> InFlight {
+        if self.calls.is_empty() {
             return None;
         }
+        let deadline = self.deadline;
         // A spawned task of its own: here FuturesUnordered's self-wake costs nothing.
-        let mut pending: FuturesUnordered<_> = self.0.into_iter().collect();
+        let mut pending: FuturesUnordered<_> = self
+            .calls
+            .into_iter()
+            .map(|(node, call)| async move { (node, timeout_at(deadline, call).await.ok()) })
+            .collect();
         spawn(async move {
             while let Some((node, voted)) = pending.next().await {
-                let Some((nodes, plan, call, only_yes)) = &release else {
+                let Some(r) = &release else {
                     continue;
                 };
-                if !only_yes || matches!(voted, Vote::Yes) {
-                    let _ = vote(nodes.clone(), node, plan.timeout, call.clone()).await;
+                if !r.only_yes || matches!(voted, Some(Vote::Yes)) {
+                    let call = r.call.clone();
+                    let _ = vote_within(r.nodes.clone(), node, r.plan.timeout, call).await;
                 }
             }
         })
@@ -220,13 +254,13 @@ impl<F: Future<Output = (usize, Vote)> + Send + 'static> Pending<F> {
 /// Releases the key on `targets`, waiting for every answer.
 pub(crate) async fn release_on<P: Pool>(
     nodes: &Nodes<P>,
-    targets: &[usize],
+    targets: NodeSet,
     plan: Plan,
     call: Arc<Call>,
 ) {
     let calls = targets
         .iter()
-        .map(|&node| vote(nodes.clone(), node, plan.timeout, call.clone()));
+        .map(|node| vote_within(nodes.clone(), node, plan.timeout, call.clone()));
     futures::future::join_all(calls).await;
 }
 
@@ -249,8 +283,7 @@ pub(crate) fn release_after_in_background<P: Pool>(
         if let Some(task) = in_flight {
             let _ = task.await;
         }
-        let all: Vec<usize> = (0..nodes.len()).collect();
-        release_on(&nodes, &all, plan, call).await;
+        release_on(&nodes, NodeSet::all(nodes.len()), plan, call).await;
     });
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, NodeError, NodeErrors};
+use crate::options::MAX_NODES;
 
 /// The fixed part of the drift allowance, for Redis's own expiry granularity.
 pub const DRIFT_FLOOR: Duration = Duration::from_millis(2);
@@ -42,6 +43,48 @@ pub(crate) enum Vote {
     Failed(crate::ConnError),
 }
 
+/// A set of node indexes below [`MAX_NODES`]; a bitmask, so a round's bookkeeping
+/// allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    /// Nodes `0..nodes`.
+    pub(crate) fn all(nodes: usize) -> Self {
+        match nodes {
+            0 => Self(0),
+            n if n >= MAX_NODES => Self(u64::MAX),
+            n => Self(u64::MAX >> (MAX_NODES - n)),
+        }
+    }
+
+    /// Adds `node`; nodes at or above [`MAX_NODES`] cannot occur (`Options::validate`
+    /// refuses more nodes) and are ignored.
+    pub(crate) fn insert(&mut self, node: usize) {
+        if node < MAX_NODES {
+            self.0 |= 1 << node;
+        }
+    }
+
+    pub(crate) fn contains(self, node: usize) -> bool {
+        node < MAX_NODES && self.0 & (1 << node) != 0
+    }
+
+    pub(crate) fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The nodes in `self` and not in `other`.
+    pub(crate) fn without(self, other: NodeSet) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// The nodes, in ascending order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_NODES).filter(move |&n| self.contains(n))
+    }
+}
+
 /// The votes of one round across all nodes.
 #[derive(Debug)]
 pub(crate) struct Tally {
@@ -49,10 +92,10 @@ pub(crate) struct Tally {
     quorum: usize,
     pub(crate) yes: usize,
     pub(crate) absent: usize,
-    pub(crate) taken: Vec<usize>,
+    taken: NodeSet,
     pub(crate) errors: Vec<NodeError>,
-    answered: Vec<usize>,
-    yes_nodes: Vec<usize>,
+    answered: NodeSet,
+    yes_nodes: NodeSet,
 }
 
 impl Tally {
@@ -62,22 +105,22 @@ impl Tally {
             quorum,
             yes: 0,
             absent: 0,
-            taken: Vec::new(),
+            taken: NodeSet::default(),
             errors: Vec::new(),
-            answered: Vec::with_capacity(nodes),
-            yes_nodes: Vec::with_capacity(nodes),
+            answered: NodeSet::default(),
+            yes_nodes: NodeSet::default(),
         }
     }
 
     pub(crate) fn add(&mut self, node: usize, vote: Vote) {
-        self.answered.push(node);
+        self.answered.insert(node);
         match vote {
             Vote::Yes => {
                 self.yes += 1;
-                self.yes_nodes.push(node);
+                self.yes_nodes.insert(node);
             }
             Vote::Absent => self.absent += 1,
-            Vote::Taken => self.taken.push(node),
+            Vote::Taken => self.taken.insert(node),
             Vote::Failed(error) => self.errors.push(NodeError { node, error }),
         }
     }
@@ -86,14 +129,19 @@ impl Tally {
         self.answered.len()
     }
 
-    /// The nodes that voted yes, in the order they did.
-    pub(crate) fn yes_nodes(&self) -> &[usize] {
-        &self.yes_nodes
+    /// The nodes that voted yes.
+    pub(crate) fn yes_nodes(&self) -> NodeSet {
+        self.yes_nodes
     }
 
-    /// The nodes that have answered (or failed), in the order they did.
-    pub(crate) fn answered_nodes(&self) -> &[usize] {
-        &self.answered
+    /// The nodes that have answered (or failed).
+    pub(crate) fn answered_nodes(&self) -> NodeSet {
+        self.answered
+    }
+
+    /// The nodes whose key holds another value.
+    pub(crate) fn taken_nodes(&self) -> NodeSet {
+        self.taken
     }
 
     /// Whether a quorum said yes.
@@ -109,16 +157,16 @@ impl Tally {
 
     /// The error for a round that did not reach a quorum.
     pub(crate) fn into_error(mut self) -> Error {
-        self.taken.sort_unstable();
         self.errors.sort_unstable_by_key(|e| e.node);
-        if self.errors.is_empty() && self.taken.len() >= self.quorum {
-            return Error::Taken { nodes: self.taken };
+        let taken: Vec<usize> = self.taken.iter().collect();
+        if self.errors.is_empty() && taken.len() >= self.quorum {
+            return Error::Taken { nodes: taken };
         }
         Error::NoQuorum {
             nodes: self.nodes,
             succeeded: self.yes,
             quorum: self.quorum,
-            taken: self.taken,
+            taken,
             errors: NodeErrors(self.errors),
         }
     }
@@ -201,6 +249,25 @@ mod tests {
             t.add(i, vote);
         }
         t
+    }
+
+    #[test]
+    fn node_sets_cover_all_sixty_four_nodes() {
+        assert_eq!(NodeSet::all(0).len(), 0);
+        assert_eq!(NodeSet::all(1).iter().collect::<Vec<_>>(), [0]);
+        assert_eq!(NodeSet::all(5).iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(NodeSet::all(MAX_NODES).len(), MAX_NODES);
+        assert_eq!(NodeSet::all(MAX_NODES + 7), NodeSet::all(MAX_NODES));
+        let mut set = NodeSet::default();
+        for node in [63, 0, 31, 32, 63] {
+            set.insert(node);
+        }
+        set.insert(MAX_NODES);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 31, 32, 63]);
+        assert!(set.contains(63) && !set.contains(1) && !set.contains(MAX_NODES));
+        let rest = NodeSet::all(MAX_NODES).without(set);
+        assert_eq!(rest.len(), MAX_NODES - 4);
+        assert!(!rest.contains(32) && rest.contains(33));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use redlock_core::memory::MemoryPool;
-use redlock_core::{MAX_EXPIRY, MAX_TRIES, Options, Redlock};
+use redlock_core::{MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options, Redlock};
 
 fn bad_options() -> Vec<(&'static str, Options, &'static str)> {
     let o = fast;
@@ -110,6 +110,46 @@ async fn zero_nodes_is_config_error() {
     assert_config(&err, "node");
     let err = Redlock::<MemoryPool>::with_options(Vec::new(), fast()).unwrap_err();
     assert_config(&err, "node");
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_than_max_nodes_is_config_error() {
+    let too_many = pools(MAX_NODES + 1);
+    let err = Redlock::new(too_many.clone()).unwrap_err();
+    assert_config(&err, "at most 64 nodes");
+    assert!(calls(&too_many).iter().all(|&c| c == 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_nodes_lock_and_release_every_node() {
+    let all = warm_pools(MAX_NODES).await;
+    let m = mutex(&all, fast());
+    assert_eq!(m.quorum(), 33);
+    let guard = m.try_lock().await.unwrap();
+    let value = guard.value().to_owned();
+    assert_all_hold(&all, &value);
+    guard.unlock().await.unwrap();
+    assert_none_hold(&all);
+
+    // The nodes above 32 count like any other (node sets are 64-bit masks).
+    for pool in &all[33..] {
+        pool.set_down(true);
+    }
+    let guard = m.try_lock().await.unwrap();
+    assert_all_hold(&all[..33], guard.value());
+    guard.unlock().await.unwrap();
+    for pool in &all[33..] {
+        pool.set_down(false);
+    }
+    occupy(&all[32..], ms(60_000));
+    let err = m.try_lock().await.unwrap_err();
+    assert!(err.is_taken(), "{err}");
+    let taken: Vec<usize> = (32..64).collect();
+    assert!(
+        matches!(&err, redlock_core::Error::NoQuorum { taken: t, .. } if *t == taken),
+        "{err:?}"
+    );
+    assert_none_hold(&all[..32]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use redlock_core::{BoxPool, ConnErrorKind, Options, PoolExt, Redlock};
+use redlock_core::memory::MemoryPool;
+use redlock_core::{BoxPool, ConnError, ConnErrorKind, Options, Pool, PoolExt, Redlock};
 
 #[tokio::test(start_paused = true)]
 async fn majority_of_live_nodes_is_needed_for_one_to_seven_nodes() {
@@ -165,6 +166,42 @@ async fn default_options_lock_and_unlock() {
         .await
         .unwrap();
     assert_eq!(pools[0].ttl(KEY), Some(redlock_core::DEFAULT_EXPIRY));
+    guard.unlock().await.unwrap();
+    assert_none_hold(&pools);
+}
+
+/// A pool that hands out connections only through [`Pool::get_now`]; its `get` fails.
+#[derive(Clone)]
+struct NowOnly(MemoryPool);
+
+#[async_trait::async_trait]
+impl Pool for NowOnly {
+    type Conn = MemoryPool;
+
+    async fn get(&self) -> Result<MemoryPool, ConnError> {
+        Err(ConnError::new(ConnErrorKind::Other, "get was called"))
+    }
+
+    fn get_now(&self) -> Option<MemoryPool> {
+        Some(self.0.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_now_is_tried_before_get_directly_and_boxed() {
+    let pools = warm_pools(3).await;
+    let now_only: Vec<NowOnly> = pools.iter().cloned().map(NowOnly).collect();
+    let direct = Redlock::with_options(now_only.clone(), fast()).unwrap();
+    let boxed: Vec<BoxPool> = now_only.into_iter().map(PoolExt::boxed).collect();
+    let boxed = Redlock::with_options(boxed, fast()).unwrap();
+
+    let guard = direct.lock(KEY).await.unwrap();
+    assert_all_hold(&pools, guard.value());
+    guard.unlock().await.unwrap();
+    assert_none_hold(&pools);
+
+    let guard = boxed.lock(KEY).await.unwrap();
+    assert_all_hold(&pools, guard.value());
     guard.unlock().await.unwrap();
     assert_none_hold(&pools);
 }

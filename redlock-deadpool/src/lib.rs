@@ -44,7 +44,7 @@ use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
-use redlock_redis_rs::RedisConn;
+use redlock_redis_rs::query_script;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -158,19 +158,33 @@ impl Pool for DeadpoolPool {
                 conn.map_err(map_pool_error)?
             }
         };
-        let multiplexed = MultiplexedConnection::clone(&conn);
+        let handed = self.hand_out(&conn, pinned.generation);
         pinned.conn = Some(conn);
-        Ok(DeadpoolConn {
-            conn: RedisConn(multiplexed),
-            generation: pinned.generation,
+        Ok(handed)
+    }
+
+    /// The pinned connection, when one is checked out and nobody is replacing it.
+    fn get_now(&self) -> Option<DeadpoolConn> {
+        let pinned = self.pinned.try_lock().ok()?;
+        let conn = pinned.conn.as_ref()?;
+        Some(self.hand_out(conn, pinned.generation))
+    }
+}
+
+impl DeadpoolPool {
+    /// A handle on the pinned connection `conn` of `generation`.
+    fn hand_out(&self, conn: &deadpool_redis::Connection, generation: u64) -> DeadpoolConn {
+        DeadpoolConn {
+            conn: MultiplexedConnection::clone(conn),
+            generation,
             pinned: Arc::clone(&self.pinned),
-        })
+        }
     }
 }
 
 /// Runs the core's scripts on the connection a [`DeadpoolPool`] keeps checked out.
 pub struct DeadpoolConn {
-    conn: RedisConn<MultiplexedConnection>,
+    conn: MultiplexedConnection,
     generation: u64,
     pinned: Arc<AsyncMutex<Pinned>>,
 }
@@ -206,7 +220,7 @@ impl Conn for DeadpoolConn {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let result = self.conn.evalsha(sha1, keys, args).await;
+        let result = query_script(&mut self.conn, "EVALSHA", sha1, keys, args).await;
         self.check(result).await
     }
 
@@ -216,7 +230,7 @@ impl Conn for DeadpoolConn {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let result = self.conn.eval(source, keys, args).await;
+        let result = query_script(&mut self.conn, "EVAL", source, keys, args).await;
         self.check(result).await
     }
 }

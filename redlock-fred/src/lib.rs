@@ -157,13 +157,22 @@ impl Pool for FredPool {
     type Conn = FredConn;
 
     async fn get(&self) -> Result<FredConn, ConnError> {
-        if self.client.is_connected() {
-            self.shared.settled.store(true, Ordering::Relaxed);
-        } else {
-            self.await_connection().await?;
+        if let Some(conn) = self.get_now() {
+            return Ok(conn);
         }
+        self.await_connection().await?;
         let client = self.client.clone();
         Ok(FredConn { client })
+    }
+
+    /// A connection whenever the client is connected (a clone of it).
+    fn get_now(&self) -> Option<FredConn> {
+        if !self.client.is_connected() {
+            return None;
+        }
+        self.shared.settled.store(true, Ordering::Relaxed);
+        let client = self.client.clone();
+        Some(FredConn { client })
     }
 }
 
@@ -183,7 +192,7 @@ impl FredConn {
     ) -> Result<Reply, ConnError> {
         let mut values = Vec::with_capacity(2 + keys.len() + args.len());
         values.push(Value::from(script));
-        values.push(Value::from(keys.len().to_string()));
+        values.push(Value::Integer(keys.len().try_into().unwrap_or(i64::MAX)));
         values.extend(keys.iter().chain(args).map(|s| Value::from(*s)));
         let options = CallOptions {
             fail_fast: true,

@@ -118,6 +118,11 @@ where
     async fn get(&self) -> Result<RedisConn<C>, ConnError> {
         Ok(RedisConn(self.conn.clone()))
     }
+
+    /// Always a connection: handing one out is a clone of the multiplexed handle.
+    fn get_now(&self) -> Option<RedisConn<C>> {
+        Some(RedisConn(self.conn.clone()))
+    }
 }
 
 /// Runs the core's scripts on any redis-rs async connection.
@@ -132,11 +137,7 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        script_cmd("EVALSHA", sha1, keys, args)
-            .query_async(&mut self.0)
-            .await
-            .map_err(map_error)
-            .and_then(to_reply)
+        query_script(&mut self.0, "EVALSHA", sha1, keys, args).await
     }
 
     async fn eval(
@@ -145,18 +146,30 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        script_cmd("EVAL", source, keys, args)
-            .query_async(&mut self.0)
-            .await
-            .map_err(map_error)
-            .and_then(to_reply)
+        query_script(&mut self.0, "EVAL", source, keys, args).await
     }
 }
 
-fn script_cmd(name: &str, script: &str, keys: &[&str], args: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd(name);
+/// Sends `command` (`EVALSHA` or `EVAL`) with `script` (its SHA1 or source), `keys` and
+/// `args` on `conn`, and maps the reply and any error into the core's types.
+///
+/// What [`RedisConn`] does, without its boxed future: for drivers built on a redis-rs
+/// connection (`redlock-deadpool`), so they neither repeat it nor pay for a second box.
+///
+/// # Errors
+///
+/// As [`map_error`] and [`to_reply`].
+pub async fn query_script<C: ConnectionLike>(
+    conn: &mut C,
+    command: &str,
+    script: &str,
+    keys: &[&str],
+    args: &[&str],
+) -> Result<Reply, ConnError> {
+    let mut cmd = redis::cmd(command);
     cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
-    cmd
+    let reply = cmd.query_async(conn).await.map_err(map_error)?;
+    to_reply(reply)
 }
 
 /// Maps a redis-rs error into the core's [`ConnError`].
