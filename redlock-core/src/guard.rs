@@ -156,7 +156,7 @@ impl<P: Pool> Guard<P> {
             self.in_flight = None;
         }
         let call = self.mutex.unlock_call(&self.value);
-        let (tally, _) = quorum::fan_out(&self.mutex.nodes, self.mutex.plan_all(), call).await;
+        let (tally, _) = quorum::fan_out(self.mutex.plan_all(), call).await;
         self.held = false;
         if tally.reached() {
             return Ok(());
@@ -170,7 +170,7 @@ impl<P: Pool> Drop for Guard<P> {
         if self.held {
             let m = &self.mutex;
             let (plan, call) = (m.plan_all(), m.unlock_call(&self.value));
-            quorum::release_after_in_background(self.in_flight.take(), m.nodes.clone(), plan, call);
+            quorum::release_after_in_background(self.in_flight.take(), plan, call);
         }
     }
 }

@@ -317,15 +317,10 @@ impl<P: Pool> Mutex<P> {
     async fn attempt(&self, value: &Arc<str>) -> Result<(Instant, InFlight)> {
         let s = &self.settings;
         let ttl_ms = s.expiry_arg.clone();
-        let call = Call::lock(
-            self.name.clone(),
-            value.clone(),
-            ttl_ms,
-            self.acquire_mode(),
-        );
+        let call = self.lock_call(value, ttl_ms, self.acquire_mode());
         let plan = self.plan();
         let start = Instant::now();
-        let (tally, pending) = quorum::fan_out(&self.nodes, plan, Arc::new(call)).await;
+        let (tally, pending) = quorum::fan_out(plan, call).await;
         let elapsed = start.elapsed();
         let unique = self.value_is_unique();
         // A node that answered "taken" did not set our value (a unique value's replay would
@@ -342,13 +337,12 @@ impl<P: Pool> Mutex<P> {
             Err(e) => {
                 let unlock = self.unlock_call(value);
                 let release = Release {
-                    nodes: self.nodes.clone(),
                     plan,
                     call: unlock.clone(),
                     only_yes: !unique,
                 };
                 let in_flight = pending.finish_in_background(Some(release));
-                quorum::release_on(&self.nodes, ours, plan, unlock).await;
+                quorum::release_on(ours, plan, unlock).await;
                 // The next round reuses the value: a release of this round that lands
                 // after it would delete its keys. Each call is bounded by the timeout.
                 if let Some(task) = in_flight {
@@ -396,9 +390,8 @@ impl<P: Pool> Mutex<P> {
             true => self.settings.expiry_arg.clone(),
             false => ttl_ms.to_string().into(),
         };
-        let call = Arc::new(Call::lock(self.name.clone(), value.clone(), ttl_arg, mode));
-        let plan = self.plan_all();
-        let (tally, _) = quorum::fan_out(&self.nodes, plan, call).await;
+        let call = self.lock_call(value, ttl_arg, mode);
+        let (tally, _) = quorum::fan_out(self.plan_all(), call).await;
         let elapsed = start.elapsed();
         if !tally.reached() {
             return Err(tally.into_release_error());
@@ -419,8 +412,15 @@ impl<P: Pool> Mutex<P> {
     }
 
     /// The call that deletes the key if it holds `value`.
-    pub(crate) fn unlock_call(&self, value: &Arc<str>) -> Arc<Call> {
-        Arc::new(Call::unlock(self.name.clone(), value.clone()))
+    pub(crate) fn unlock_call(&self, value: &Arc<str>) -> Arc<Call<P>> {
+        let (nodes, name) = (self.nodes.clone(), self.name.clone());
+        Arc::new(Call::unlock(nodes, name, value.clone()))
+    }
+
+    /// The call that sets or refreshes the key to `value` for `ttl_ms`, as `mode` allows.
+    fn lock_call(&self, value: &Arc<str>, ttl_ms: Arc<str>, mode: LockMode) -> Arc<Call<P>> {
+        let (nodes, name) = (self.nodes.clone(), self.name.clone());
+        Arc::new(Call::lock(nodes, name, value.clone(), ttl_ms, mode))
     }
 
     pub(crate) fn plan(&self) -> Plan {
@@ -489,6 +489,6 @@ impl<P: Pool> Drop for Cleanup<'_, P> {
             return;
         }
         let m = self.mutex;
-        quorum::release_in_background(m.nodes.clone(), m.plan_all(), m.unlock_call(&self.value));
+        quorum::release_in_background(m.plan_all(), m.unlock_call(&self.value));
     }
 }

@@ -53,29 +53,53 @@ enum Op {
     Unlock,
 }
 
-/// One script call, the same for every node.
-#[derive(Debug)]
-pub(crate) struct Call {
+/// One script call, the same for every node, with the nodes to send it to (so that a
+/// fan-out's node calls share one handle on them instead of one each).
+pub(crate) struct Call<P> {
+    nodes: Nodes<P>,
     key: Arc<str>,
     value: Arc<str>,
     op: Op,
 }
 
-impl Call {
-    /// Sets or refreshes the key with `ttl_ms` (a decimal number of milliseconds), as
-    /// `mode` allows.
-    pub(crate) fn lock(key: Arc<str>, value: Arc<str>, ttl_ms: Arc<str>, mode: LockMode) -> Self {
+impl<P: Pool> Call<P> {
+    /// Sets or refreshes `key` on `nodes` with `ttl_ms` (a decimal number of
+    /// milliseconds), as `mode` allows.
+    pub(crate) fn lock(
+        nodes: Nodes<P>,
+        key: Arc<str>,
+        value: Arc<str>,
+        ttl_ms: Arc<str>,
+        mode: LockMode,
+    ) -> Self {
         let op = Op::Lock { ttl_ms, mode };
-        Self { key, value, op }
+        Self {
+            nodes,
+            key,
+            value,
+            op,
+        }
     }
 
-    /// Deletes the key if it is ours.
-    pub(crate) fn unlock(key: Arc<str>, value: Arc<str>) -> Self {
+    /// Deletes `key` on `nodes` if it holds `value`.
+    pub(crate) fn unlock(nodes: Nodes<P>, key: Arc<str>, value: Arc<str>) -> Self {
         let op = Op::Unlock;
-        Self { key, value, op }
+        Self {
+            nodes,
+            key,
+            value,
+            op,
+        }
     }
 
-    async fn run<P: Pool>(&self, pool: &P) -> Result<Reply, ConnError> {
+    fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    async fn run(&self, node: usize) -> Result<Reply, ConnError> {
+        let Some(pool) = self.nodes.get(node) else {
+            return Err(ConnError::new(ConnErrorKind::Other, "no such node"));
+        };
         let mut conn = match pool.get_now() {
             Some(conn) => conn,
             None => pool.get().await?,
@@ -99,21 +123,13 @@ pub(crate) struct Plan {
 }
 
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
-async fn vote<P: Pool>(nodes: Nodes<P>, node: usize, call: Arc<Call>) -> Vote {
-    let Some(pool) = nodes.get(node) else {
-        return Vote::Failed(ConnError::new(ConnErrorKind::Other, "no such node"));
-    };
-    read_vote(call.run(pool).await)
+async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
+    read_vote(call.run(node).await)
 }
 
 /// [`vote`] bounded by `timeout`, for calls made one by one (releases).
-async fn vote_within<P: Pool>(
-    nodes: Nodes<P>,
-    node: usize,
-    timeout: Duration,
-    call: Arc<Call>,
-) -> Vote {
-    let voted = tokio::time::timeout(timeout, vote(nodes, node, call)).await;
+async fn vote_within<P: Pool>(call: Arc<Call<P>>, node: usize, timeout: Duration) -> Vote {
+    let voted = tokio::time::timeout(timeout, vote(call, node)).await;
     voted.unwrap_or_else(|_| timed_out(timeout))
 }
 
@@ -194,29 +210,28 @@ fn gather<'a, F: Future<Output = Vote>>(
 /// Without fail-fast it waits for every node (each bounded by the timeout). With it, it
 /// returns once the outcome is certain, handing back the calls still in flight.
 pub(crate) async fn fan_out<P: Pool>(
-    nodes: &Nodes<P>,
     plan: Plan,
-    call: Arc<Call>,
+    call: Arc<Call<P>>,
 ) -> (Tally, Pending<impl Future<Output = Vote> + Send + 'static>) {
     let timer = std::pin::pin!(tokio::time::sleep(plan.timeout));
     let deadline = timer.deadline();
-    let mut calls: Calls<_> = (0..nodes.len())
-        .map(|node| (node, Box::pin(vote(nodes.clone(), node, call.clone()))))
+    let nodes = call.node_count();
+    let mut calls: Calls<_> = (0..nodes)
+        .map(|node| (node, Box::pin(vote(call.clone(), node))))
         .collect();
     if plan.shuffle {
         calls.shuffle(&mut rand::rng());
     }
-    let mut tally = Tally::new(nodes.len(), plan.quorum);
+    let mut tally = Tally::new(nodes, plan.quorum);
     gather(&mut calls, &mut tally, plan, timer).await;
     (tally, Pending { calls, deadline })
 }
 
 /// What to release once an acquire's calls still in flight have finished.
 pub(crate) struct Release<P> {
-    pub(crate) nodes: Nodes<P>,
     pub(crate) plan: Plan,
     /// The unlock call.
-    pub(crate) call: Arc<Call>,
+    pub(crate) call: Arc<Call<P>>,
     /// Release only nodes that voted yes (the value may be another owner's too).
     pub(crate) only_yes: bool,
 }
@@ -243,8 +258,7 @@ impl<F: Future<Output = Vote> + Send + 'static> Pending<F> {
                     continue;
                 };
                 if !r.only_yes || matches!(voted, Some(Vote::Yes)) {
-                    let call = r.call.clone();
-                    let _ = vote_within(r.nodes.clone(), node, r.plan.timeout, call).await;
+                    let _ = vote_within(r.call.clone(), node, r.plan.timeout).await;
                 }
             }
         })
@@ -252,38 +266,32 @@ impl<F: Future<Output = Vote> + Send + 'static> Pending<F> {
 }
 
 /// Releases the key on `targets`, waiting for every answer.
-pub(crate) async fn release_on<P: Pool>(
-    nodes: &Nodes<P>,
-    targets: NodeSet,
-    plan: Plan,
-    call: Arc<Call>,
-) {
+pub(crate) async fn release_on<P: Pool>(targets: NodeSet, plan: Plan, call: Arc<Call<P>>) {
     let calls = targets
         .iter()
-        .map(|node| vote_within(nodes.clone(), node, plan.timeout, call.clone()));
+        .map(|node| vote_within(call.clone(), node, plan.timeout));
     futures::future::join_all(calls).await;
 }
 
 /// Releases the key on every node in the background, when a runtime is there to run it.
 ///
 /// Without a runtime (dropped after the runtime shut down) the keys simply expire.
-pub(crate) fn release_in_background<P: Pool>(nodes: Nodes<P>, plan: Plan, call: Arc<Call>) {
-    release_after_in_background(None, nodes, plan, call);
+pub(crate) fn release_in_background<P: Pool>(plan: Plan, call: Arc<Call<P>>) {
+    release_after_in_background(None, plan, call);
 }
 
 /// Releases the key on every node in the background, once `in_flight` (an acquire's calls
 /// still running) has finished, so that a late `SET` cannot land after the release.
 pub(crate) fn release_after_in_background<P: Pool>(
     in_flight: InFlight,
-    nodes: Nodes<P>,
     plan: Plan,
-    call: Arc<Call>,
+    call: Arc<Call<P>>,
 ) {
     spawn(async move {
         if let Some(task) = in_flight {
             let _ = task.await;
         }
-        release_on(&nodes, NodeSet::all(nodes.len()), plan, call).await;
+        release_on(NodeSet::all(call.node_count()), plan, call).await;
     });
 }
 
