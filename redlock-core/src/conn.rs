@@ -5,8 +5,10 @@
 //! The traits use [`async_trait`] rather than native `async fn` in traits. Native
 //! async trait methods are not `dyn`-compatible, and this project wants one lock to
 //! span nodes reached through different clients (say two nodes on `redis` and one on
-//! `fred`); `async-trait` makes `dyn Pool` work (see [`BoxPool`]). The price is one
-//! boxed future per call, which is noise next to a network round trip.
+//! `fred`); `async-trait` makes `dyn Pool` work (see [`BoxPool`]). The price is a boxed
+//! future per call: measured, about 200 instructions and one allocation each, a few
+//! per cent of a lock's client CPU (`bench/RESULTS.md`). [`Pool::get_now`] lets a driver
+//! whose connections are at hand skip the box of `get`, which leaves one per node call.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -18,8 +20,10 @@ use crate::scripts::Script;
 /// A handle to one Redis node that hands out connections.
 ///
 /// A multiplexed client may hand out a cheap clone of itself; a pooled client checks one
-/// out. The lock calls [`Pool::get`] once per operation on a node, and bounds the call with
-/// its per-node timeout, so a `get` that waits for a free pooled connection is safe.
+/// out. For each operation on a node the lock tries [`Pool::get_now`], then awaits
+/// [`Pool::get`] if that returned `None`; the per-node timeout bounds `get` and the call
+/// together, so a `get` that waits for a free pooled connection is safe. Nothing bounds
+/// `get_now`, which must therefore never block.
 ///
 /// Drivers implement this trait; users of the lock only pick a driver.
 #[async_trait]

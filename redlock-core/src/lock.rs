@@ -62,7 +62,8 @@ impl<P: Pool> Redlock<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `pools` is empty.
+    /// [`Error::Config`] when `pools` is empty or has more than
+    /// [`MAX_NODES`](crate::MAX_NODES) pools.
     pub fn new(pools: Vec<P>) -> Result<Self> {
         Self::with_options(pools, Options::new())
     }
@@ -71,7 +72,8 @@ impl<P: Pool> Redlock<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `pools` is empty or an option is out of range.
+    /// [`Error::Config`] when `pools` is empty or has more than
+    /// [`MAX_NODES`](crate::MAX_NODES) pools, or an option is out of range.
     pub fn with_options(pools: Vec<P>, options: Options) -> Result<Self> {
         let settings = Arc::new(options.validate(pools.len())?);
         Ok(Self {

@@ -236,32 +236,42 @@ pub(crate) struct Release<P> {
     pub(crate) only_yes: bool,
 }
 
+impl<P> Clone for Release<P> {
+    fn clone(&self) -> Self {
+        Self {
+            plan: self.plan,
+            call: self.call.clone(),
+            only_yes: self.only_yes,
+        }
+    }
+}
+
 impl<F: Future<Output = Vote> + Send + 'static> Pending<F> {
     /// Lets the calls still in flight finish in the background (within the fan-out's
-    /// deadline); when `release` is given, each node is released once its call has
-    /// finished, so no key outlives a failure.
+    /// deadline); when `release` is given, each node is released as soon as its own call
+    /// has finished, so no key outlives a failure. The nodes run side by side, so the
+    /// whole task takes at most the deadline plus one timeout.
     /// Returns the background task, for a guard to wait on before it releases.
     pub(crate) fn finish_in_background<P: Pool>(self, release: Option<Release<P>>) -> InFlight {
         if self.calls.is_empty() {
             return None;
         }
         let deadline = self.deadline;
-        // A spawned task of its own: here FuturesUnordered's self-wake costs nothing.
-        let mut pending: FuturesUnordered<_> = self
-            .calls
-            .into_iter()
-            .map(|(node, call)| async move { (node, timeout_at(deadline, call).await.ok()) })
-            .collect();
-        spawn(async move {
-            while let Some((node, voted)) = pending.next().await {
-                let Some(r) = &release else {
-                    continue;
+        let each = self.calls.into_iter().map(|(node, call)| {
+            let release = release.clone();
+            async move {
+                let voted = timeout_at(deadline, call).await.ok();
+                let Some(r) = release else {
+                    return;
                 };
                 if !r.only_yes || matches!(voted, Some(Vote::Yes)) {
-                    let _ = vote_within(r.call.clone(), node, r.plan.timeout).await;
+                    let _ = vote_within(r.call, node, r.plan.timeout).await;
                 }
             }
-        })
+        });
+        // A spawned task of its own: here FuturesUnordered's self-wake costs nothing.
+        let mut all: FuturesUnordered<_> = each.collect();
+        spawn(async move { while all.next().await.is_some() {} })
     }
 }
 

@@ -232,6 +232,22 @@ async fn fail_fast_failure_still_releases_the_slow_node() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn fail_fast_failure_releases_the_late_nodes_side_by_side() {
+    // Three nodes say "taken" at once, so the round fails before the two hung nodes
+    // answer; their calls time out at the deadline and each is then released, which on a
+    // hung node takes a full timeout. Side by side that is one timeout, not two.
+    let pools = warm_pools(5).await;
+    occupy(&pools[..3], ms(60_000));
+    pools[3].set_hang(true);
+    pools[4].set_hang(true);
+    let m = mutex(&pools, patient().fail_fast(true).tries(1));
+    let start = Instant::now();
+    assert!(m.try_lock().await.unwrap_err().is_taken());
+    let timeout = ms(5_000);
+    assert_eq!(start.elapsed(), timeout + timeout);
+}
+
+#[tokio::test(start_paused = true)]
 async fn fail_fast_unlock_right_after_success_leaves_no_key() {
     let pools = warm_pools(3).await;
     pools[2].set_request_latency(ms(300));
