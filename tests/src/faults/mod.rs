@@ -12,7 +12,7 @@
 //! be clean), a fixed minority down for liveness figures (must be clean too), faults
 //! outside the model (measured only), and the canary (must find violations).
 //!
-//! ```ignore
+//! ```text
 //! let config = redlock_conformance::faults::Config::from_env()?;
 //! let report = run_driver("redis-rs", &redlock_redis_rs::RedisPool::from_url, &config).await?;
 //! assert!(report.problems().is_empty());

@@ -1,9 +1,10 @@
 //! The shared conformance suite: one `pub async fn` per behaviour, each run against real
 //! `redis-server` processes that the test starts itself.
 //!
-//! A driver runs the whole suite with one macro call in its `tests/conformance.rs`:
+//! A driver runs the whole suite with one macro call in its `tests/conformance.rs` (each
+//! driver's copy is the compiled example):
 //!
-//! ```ignore
+//! ```text
 //! redlock_conformance::conformance_tests!(redlock_redis_rs::RedisPool::from_url);
 //! ```
 //!
