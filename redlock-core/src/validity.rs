@@ -90,8 +90,6 @@ impl NodeSet {
 pub(crate) struct Tally {
     nodes: usize,
     quorum: usize,
-    pub(crate) yes: usize,
-    pub(crate) absent: usize,
     taken: NodeSet,
     pub(crate) errors: Vec<NodeError>,
     answered: NodeSet,
@@ -103,8 +101,6 @@ impl Tally {
         Self {
             nodes,
             quorum,
-            yes: 0,
-            absent: 0,
             taken: NodeSet::default(),
             errors: Vec::new(),
             answered: NodeSet::default(),
@@ -115,11 +111,9 @@ impl Tally {
     pub(crate) fn add(&mut self, node: usize, vote: Vote) {
         self.answered.insert(node);
         match vote {
-            Vote::Yes => {
-                self.yes += 1;
-                self.yes_nodes.insert(node);
-            }
-            Vote::Absent => self.absent += 1,
+            Vote::Yes => self.yes_nodes.insert(node),
+            // Counted as answered; nothing else decides on it.
+            Vote::Absent => {}
             Vote::Taken => self.taken.insert(node),
             Vote::Failed(error) => self.errors.push(NodeError { node, error }),
         }
@@ -127,6 +121,11 @@ impl Tally {
 
     fn answered(&self) -> usize {
         self.answered.len()
+    }
+
+    /// How many nodes voted yes.
+    pub(crate) fn yes(&self) -> usize {
+        self.yes_nodes.len()
     }
 
     /// The nodes that voted yes.
@@ -146,13 +145,13 @@ impl Tally {
 
     /// Whether a quorum said yes.
     pub(crate) fn reached(&self) -> bool {
-        self.yes >= self.quorum
+        self.yes() >= self.quorum
     }
 
     /// Whether the outcome can no longer change: a quorum said yes, or too few nodes are
     /// left to reach one.
     pub(crate) fn decided(&self) -> bool {
-        self.reached() || self.yes + (self.nodes - self.answered()) < self.quorum
+        self.reached() || self.yes() + (self.nodes - self.answered()) < self.quorum
     }
 
     /// The error for a round that did not reach a quorum.
@@ -164,7 +163,7 @@ impl Tally {
         }
         Error::NoQuorum {
             nodes: self.nodes,
-            succeeded: self.yes,
+            succeeded: self.yes(),
             quorum: self.quorum,
             taken,
             errors: NodeErrors(self.errors),
@@ -312,7 +311,7 @@ mod tests {
         ) {
             let quorum = (majority(nodes) + raise).min(nodes);
             let tally = tally_of(nodes, quorum, &votes[..nodes]);
-            let yes = tally.yes;
+            let yes = tally.yes();
             let expiry = Duration::from_millis(expiry_ms);
             let elapsed = Duration::from_millis(elapsed_ms);
             let d = drift(expiry, factor);
