@@ -8,15 +8,13 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use redlock_deadpool::URL_TIMEOUTS;
-use redlock_deadpool::deadpool_redis;
+use redlock_deadpool::{DeadpoolPool, deadpool_redis};
 use redlock_fred::fred;
 use redlock_fred::fred::interfaces::{ClientLike, LuaInterface};
 use redlock_redis_rs::redis;
-use redlock_redis_rs::redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redlock_redis_rs::redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redlock_redis_rs::scripts::{LOCK, UNLOCK};
+use redlock_redis_rs::{Pool as _, RedisPool};
 
 use crate::contender::Cycle;
 use crate::{Result, fail};
@@ -44,24 +42,14 @@ pub(crate) struct RedisFloor<C = ConnectionManager> {
 }
 
 impl RedisFloor {
-    /// Connections to `urls`, configured as `RedisPool::from_url` configures its own.
+    /// Connections to `urls`, made by `RedisPool::from_url` itself, so that the floor's
+    /// configuration is the driver's.
     pub(crate) fn new(urls: &[String]) -> Result<Self> {
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(None);
-        let conns = urls
+        let conns = RedisPool::from_urls(urls)?
             .iter()
-            .map(|url| {
-                let client = redis::Client::open(url.as_str())?;
-                Ok(ConnectionManager::new_lazy_with_config(
-                    client,
-                    config.clone(),
-                )?)
-            })
-            .collect::<Result<_>>()?;
+            .map(|pool| pool.get_now().map(|conn| conn.0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| fail("RedisPool handed out no connection"))?;
         Ok(Self { conns })
     }
 }
@@ -92,8 +80,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Cycle for RedisFloor<C> 
     }
 }
 
-/// The floor through deadpool-redis: one connection per node checked out of a pool
-/// configured as `DeadpoolPool::from_url` configures its own, and kept checked out, as
+/// The floor through deadpool-redis: one connection per node checked out of the pool
+/// `DeadpoolPool::from_url` builds, and kept checked out, as
 /// the driver does. (Checking one out per call would add deadpool's recycling `PING`.)
 pub(crate) struct DeadpoolFloor {
     floor: RedisFloor<MultiplexedConnection>,
@@ -103,14 +91,9 @@ pub(crate) struct DeadpoolFloor {
 impl DeadpoolFloor {
     pub(crate) async fn connect(urls: &[String]) -> Result<Self> {
         let mut pinned = Vec::with_capacity(urls.len());
-        for url in urls {
-            let mut config = deadpool_redis::Config::from_url(url.as_str());
-            config.pool = Some(deadpool_redis::PoolConfig {
-                timeouts: URL_TIMEOUTS,
-                ..deadpool_redis::PoolConfig::default()
-            });
-            let pool = config.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
-            pinned.push(pool.get().await?);
+        // Pools made by the driver's own constructor, so their configuration is its.
+        for pool in DeadpoolPool::from_urls(urls)? {
+            pinned.push(pool.pool().get().await?);
         }
         let conns = pinned
             .iter()
