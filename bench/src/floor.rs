@@ -1,9 +1,10 @@
 //! The round-trip floor: the core's lock and unlock scripts sent straight through each
 //! client, fanned out to every node at once, with no lock library in between.
 //!
-//! The calls have the shape the core sends (EVALSHA, keys `[name]`, args `[value, ttl_ms,
-//! "1"]` to lock and `[value]` to unlock), over a connection configured as the driver's
-//! `from_url` configures it, so the gap to a driver is the lock library's own cost.
+//! The calls have the shape the core sends (EVALSHA, keys `[name]`, the arguments laid
+//! out by the core's `LockArgs` and `UnlockArgs`), over a connection configured as the
+//! driver's `from_url` configures it, so the gap to a driver is the lock library's own
+//! cost.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use redlock_fred::fred;
 use redlock_fred::fred::interfaces::{ClientLike, LuaInterface};
 use redlock_redis_rs::redis;
 use redlock_redis_rs::redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redlock_redis_rs::scripts::{LOCK, UNLOCK};
+use redlock_redis_rs::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
 use redlock_redis_rs::{Pool as _, RedisPool};
 
 use crate::contender::Cycle;
@@ -23,13 +24,38 @@ use crate::{Result, fail};
 const VALUE: &str = "bench-floor-value-0123456789abcd";
 /// The TTL the core sends for its default 8 s expiry.
 const TTL_MS: &str = "8000";
+/// The tag the scripts echo on success; the core makes a new one per call.
+const TAG: &str = "f100";
 
-/// Checks that every node answered `1` (set, or deleted).
-fn check(what: &str, replies: impl IntoIterator<Item = Result<i64>>) -> Result<()> {
+/// The lock call's arguments, as the core lays them out for an acquire.
+fn lock_args() -> [&'static str; 4] {
+    let mode = LockMode::CreateOnly;
+    LockArgs {
+        value: VALUE,
+        ttl_ms: TTL_MS,
+        mode,
+        tag: TAG,
+    }
+    .argv()
+}
+
+/// The unlock call's arguments.
+fn unlock_args() -> [&'static str; 2] {
+    UnlockArgs {
+        value: VALUE,
+        tag: TAG,
+    }
+    .argv()
+}
+
+/// Checks that every node echoed the tag (set, or deleted).
+fn check(what: &str, replies: impl IntoIterator<Item = Result<String>>) -> Result<()> {
     for reply in replies {
-        match reply? {
-            1 => {}
-            other => return Err(fail(format!("floor {what} replied {other}, expected 1"))),
+        let reply = reply?;
+        if reply != TAG {
+            return Err(fail(format!(
+                "floor {what} replied {reply}, expected {TAG}"
+            )));
         }
     }
     Ok(())
@@ -55,13 +81,13 @@ impl RedisFloor {
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisFloor<C> {
-    async fn evalsha(mut conn: C, sha1: &str, key: &str, args: &[&str]) -> Result<i64> {
+    async fn evalsha(mut conn: C, sha1: &str, key: &str, args: &[&str]) -> Result<String> {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(sha1).arg(1).arg(key).arg(args);
         Ok(cmd.query_async(&mut conn).await?)
     }
 
-    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<i64>> {
+    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<String>> {
         let calls = self
             .conns
             .iter()
@@ -72,11 +98,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisFloor<C> {
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> Cycle for RedisFloor<C> {
     async fn cycle(&self, key: &str) -> Result<()> {
+        check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
-            "lock",
-            self.fan_out(LOCK.sha1(), key, &[VALUE, TTL_MS, "1"]).await,
-        )?;
-        check("unlock", self.fan_out(UNLOCK.sha1(), key, &[VALUE]).await)
+            "unlock",
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
+        )
     }
 }
 
@@ -150,9 +176,9 @@ impl FredFloor {
         Ok(floor)
     }
 
-    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<i64>> {
+    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<String>> {
         let calls = self.clients.iter().map(|c| async move {
-            let reply: i64 = c.evalsha(sha1, key, args.to_vec()).await?;
+            let reply: String = c.evalsha(sha1, key, args.to_vec()).await?;
             Ok(reply)
         });
         join_all(calls).await
@@ -161,10 +187,10 @@ impl FredFloor {
 
 impl Cycle for FredFloor {
     async fn cycle(&self, key: &str) -> Result<()> {
+        check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
-            "lock",
-            self.fan_out(LOCK.sha1(), key, &[VALUE, TTL_MS, "1"]).await,
-        )?;
-        check("unlock", self.fan_out(UNLOCK.sha1(), key, &[VALUE]).await)
+            "unlock",
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
+        )
     }
 }

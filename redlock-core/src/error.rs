@@ -1,9 +1,10 @@
 //! The crate's one error type.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::ConnError;
+use crate::conn::{ConnError, ConnErrorKind};
 
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -11,89 +12,238 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong locking, extending or unlocking.
 ///
 /// Match on the variant, or ask a predicate such as [`Error::is_taken`]. Node indexes are
-/// positions in the list of pools the lock was built with.
+/// positions in the list of pools the lock was built with; [`NodeError`] also carries the
+/// node's address, as its driver gives it (never with credentials).
 ///
-/// `Display` and `source()` are written by hand (not derived) so that the source of
-/// [`Error::DeadlineExceeded`] is the last failure itself, downcastable to `Error`.
+/// The message names the lock, says how many nodes agreed out of how many and how many
+/// were needed, and leads with the most common cause, with the nodes' addresses:
+/// `lock "invoice:42" not acquired: 2 of 5 nodes agreed, 3 needed; 3 could not be reached
+/// (10.0.0.3:6379, 10.0.0.4:6379, 10.0.0.5:6379)`. The client's own error is the end of
+/// the `source()` chain, not repeated in the message.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// Another owner holds the lock on a quorum of nodes.
+    /// Another owner holds the lock: on a quorum of nodes (acquire), or on at least one
+    /// node that no longer holds ours (extend, unlock).
     Taken {
+        /// The lock's name.
+        lock: Arc<str>,
+        /// What failed.
+        action: Action,
         /// The nodes on which another value holds the key.
         nodes: Vec<usize>,
+        /// How many nodes were asked.
+        total: usize,
     },
 
-    /// Too few nodes answered in favour: some were held by another owner, some failed.
+    /// Too few nodes agreed: some were held by another owner, some failed.
     NoQuorum {
+        /// The lock's name.
+        lock: Arc<str>,
+        /// What failed.
+        action: Action,
         /// How many nodes were asked.
-        nodes: usize,
+        total: usize,
         /// How many nodes agreed.
-        succeeded: usize,
+        agreed: usize,
         /// How many nodes had to agree.
         quorum: usize,
         /// The nodes on which another value holds the key.
         taken: Vec<usize>,
-        /// The nodes that failed, each with its error; the first is the `source()`.
-        errors: NodeErrors,
+        /// The nodes that failed, each with its error, in node order.
+        errors: Vec<NodeError>,
     },
 
-    /// A quorum agreed, but the time it took (plus clock drift) used up the whole expiry.
+    /// A quorum agreed, but the time it took (plus clock drift) used up the whole TTL.
     ValidityExhausted {
-        /// How long the attempt took.
+        /// The lock's name.
+        lock: Arc<str>,
+        /// What failed.
+        action: Action,
+        /// How long the round took.
         elapsed: Duration,
-        /// The expiry the lock was asked for.
-        expiry: Duration,
+        /// The TTL the nodes were sent.
+        ttl: Duration,
     },
 
-    /// On unlock or extend: the key is gone from a quorum of nodes; the lock had expired.
-    Expired,
+    /// On unlock or extend: the key is gone from too many nodes; the lock had expired.
+    Expired {
+        /// The lock's name.
+        lock: Arc<str>,
+        /// What failed.
+        action: Action,
+    },
 
     /// The options or inputs were rejected before anything was sent.
     Config(String),
 
     /// The deadline given to the call passed before the lock was acquired.
     DeadlineExceeded {
-        /// The last attempt's failure, if an attempt had finished.
+        /// The lock's name.
+        lock: Arc<str>,
+        /// The failure of the attempt the deadline ended, or cut short, if one was made.
         last: Option<Box<Error>>,
     },
 
     /// The cancellation signal given to the call fired before the lock was acquired.
-    Cancelled,
+    Cancelled {
+        /// The lock's name.
+        lock: Arc<str>,
+    },
+}
+
+/// What a lock call was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Acquiring the lock.
+    Acquire,
+    /// Extending a held lock.
+    Extend,
+    /// Releasing a held lock.
+    Release,
+}
+
+impl Action {
+    /// What did not happen, for messages.
+    fn failed(self) -> &'static str {
+        match self {
+            Self::Acquire => "not acquired",
+            Self::Extend => "not extended",
+            Self::Release => "lost before release",
+        }
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Taken { nodes } => write!(f, "lock is held by another owner on nodes {nodes:?}"),
-            Error::NoQuorum {
-                succeeded, quorum, ..
+            Error::Taken {
+                lock,
+                action,
+                nodes,
+                total,
             } => write!(
                 f,
-                "quorum not reached: {succeeded} of {quorum} needed nodes agreed"
+                "lock {lock:?} {}: held by another owner on {} of {total} nodes",
+                action.failed(),
+                nodes.len()
             ),
-            Error::ValidityExhausted { elapsed, expiry } => write!(
-                f,
-                "lock validity used up: the attempt took {elapsed:?} of a {expiry:?} expiry"
-            ),
-            Error::Expired => f.write_str("lock had already expired"),
-            Error::Config(reason) => write!(f, "invalid configuration: {reason}"),
-            Error::DeadlineExceeded { .. } => {
-                f.write_str("deadline passed before the lock was acquired")
+            Error::NoQuorum {
+                lock,
+                action,
+                total,
+                agreed,
+                quorum,
+                taken,
+                errors,
+            } => {
+                let failed = action.failed();
+                write!(
+                    f,
+                    "lock {lock:?} {failed}: {agreed} of {total} nodes agreed, "
+                )?;
+                write!(f, "{quorum} needed; ")?;
+                write_causes(f, taken.len(), errors)
             }
-            Error::Cancelled => f.write_str("acquire cancelled"),
+            Error::ValidityExhausted {
+                lock,
+                action,
+                elapsed,
+                ttl,
+            } => write!(
+                f,
+                "lock {lock:?} {}: the round took {elapsed:?} of a {ttl:?} ttl, leaving no \
+                 validity after the clock drift allowance",
+                action.failed()
+            ),
+            Error::Expired { lock, action } => {
+                write!(
+                    f,
+                    "lock {lock:?} {}: it had already expired",
+                    action.failed()
+                )
+            }
+            Error::Config(reason) => write!(f, "invalid configuration: {reason}"),
+            Error::DeadlineExceeded { lock, .. } => {
+                write!(f, "lock {lock:?} not acquired before the deadline")
+            }
+            Error::Cancelled { lock } => write!(f, "lock {lock:?} not acquired: cancelled"),
         }
+    }
+}
+
+/// The causes of a failed round, the most common first: `3 could not be reached (a, b,
+/// c), 1 held by another owner`.
+fn write_causes(f: &mut fmt::Formatter<'_>, taken: usize, errors: &[NodeError]) -> fmt::Result {
+    let mut groups: Vec<(usize, Option<ConnErrorKind>)> = Vec::new();
+    if taken > 0 {
+        groups.push((taken, None));
+    }
+    for kind in errors.iter().map(|e| e.error.kind()) {
+        if !groups.iter().any(|&(_, k)| k == Some(kind)) {
+            let count = errors.iter().filter(|e| e.error.kind() == kind).count();
+            groups.push((count, Some(kind)));
+        }
+    }
+    groups.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
+    for (i, (count, kind)) in groups.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        let Some(kind) = kind else {
+            write!(f, "{separator}{count} held by another owner")?;
+            continue;
+        };
+        write!(f, "{separator}{count} {} (", phrase(*kind))?;
+        let of_kind = errors.iter().filter(|e| e.error.kind() == *kind);
+        for (j, e) in of_kind.take(SHOWN).enumerate() {
+            let comma = if j == 0 { "" } else { ", " };
+            write!(f, "{comma}{}", e.name())?;
+        }
+        if *count > SHOWN {
+            write!(f, " and {} more", count - SHOWN)?;
+        }
+        f.write_str(")")?;
+    }
+    Ok(())
+}
+
+/// How many nodes a cause names before it says "and N more".
+const SHOWN: usize = 3;
+
+/// What nodes that failed with `kind` did, for messages.
+fn phrase(kind: ConnErrorKind) -> &'static str {
+    match kind {
+        ConnErrorKind::Connection => "could not be reached",
+        ConnErrorKind::Timeout => "timed out",
+        ConnErrorKind::PoolExhausted => "had no free pooled connection",
+        ConnErrorKind::Auth => "refused the credentials",
+        ConnErrorKind::Permission => "denied permission",
+        ConnErrorKind::Command => "rejected the script",
+        ConnErrorKind::Server => "answered with an error",
+        ConnErrorKind::Protocol => "sent an unexpected reply",
+        ConnErrorKind::NoScript => "did not know the script",
+        ConnErrorKind::Unsupported => "lacked a capability",
+        ConnErrorKind::Other => "failed",
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::NoQuorum { errors, .. } => Some(errors),
-            Error::DeadlineExceeded { last } => last.as_deref().map(|e| e as _),
+            Error::NoQuorum { errors, .. } => dominant(errors).map(|e| e as _),
+            Error::DeadlineExceeded { last, .. } => last.as_deref().map(|e| e as _),
             _ => None,
         }
     }
+}
+
+/// The first node error of the most common kind.
+fn dominant(errors: &[NodeError]) -> Option<&NodeError> {
+    let count = |kind| errors.iter().filter(|e| e.error.kind() == kind).count();
+    errors.iter().max_by_key(|e| {
+        let first = errors.iter().position(|x| x.error.kind() == e.error.kind());
+        (count(e.error.kind()), std::cmp::Reverse(first))
+    })
 }
 
 impl Error {
@@ -104,11 +254,11 @@ impl Error {
         match self {
             Error::Taken { .. } => true,
             Error::NoQuorum {
-                nodes,
+                total,
                 quorum,
                 taken,
                 ..
-            } => nodes.saturating_sub(taken.len()) < *quorum,
+            } => total.saturating_sub(taken.len()) < *quorum,
             _ => false,
         }
     }
@@ -125,7 +275,7 @@ impl Error {
 
     /// Whether the lock had expired before an unlock or extend.
     pub fn is_expired(&self) -> bool {
-        matches!(self, Error::Expired)
+        matches!(self, Error::Expired { .. })
     }
 
     /// Whether the input or options were rejected before anything was sent.
@@ -140,14 +290,50 @@ impl Error {
 
     /// Whether the call's cancellation signal fired.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, Error::Cancelled)
+        matches!(self, Error::Cancelled { .. })
+    }
+
+    /// Whether another attempt could succeed. Not when nodes that failed for a reason
+    /// that does not pass by itself (refused credentials or permission, a rejected script,
+    /// a wrong protocol: see [`ConnErrorKind::is_retryable`]) leave no quorum possible, and
+    /// not for configuration errors, expired locks, deadlines or cancellation. A lock held
+    /// by another owner may be freed, so [`Error::Taken`] is retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Taken { .. } | Error::ValidityExhausted { .. } => true,
+            Error::NoQuorum {
+                total,
+                quorum,
+                errors,
+                ..
+            } => {
+                let stuck = errors.iter().filter(|e| !e.error.kind().is_retryable());
+                total.saturating_sub(stuck.count()) >= *quorum
+            }
+            _ => false,
+        }
+    }
+
+    /// The name of the lock this error is about, if it is about one.
+    pub fn lock_name(&self) -> Option<&str> {
+        match self {
+            Error::Taken { lock, .. }
+            | Error::NoQuorum { lock, .. }
+            | Error::ValidityExhausted { lock, .. }
+            | Error::Expired { lock, .. }
+            | Error::DeadlineExceeded { lock, .. }
+            | Error::Cancelled { lock } => Some(lock),
+            Error::Config(_) => None,
+        }
     }
 
     /// The errors of the nodes that failed, if this error carries them.
     pub fn node_errors(&self) -> &[NodeError] {
         match self {
-            Error::NoQuorum { errors, .. } => &errors.0,
-            Error::DeadlineExceeded { last: Some(last) } => last.node_errors(),
+            Error::NoQuorum { errors, .. } => errors,
+            Error::DeadlineExceeded {
+                last: Some(last), ..
+            } => last.node_errors(),
             _ => &[],
         }
     }
@@ -157,39 +343,38 @@ impl Error {
     }
 }
 
-/// One node's failure: its index and what went wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("node {node} failed")]
+/// One node's failure: the node and what went wrong.
+#[derive(Debug)]
 pub struct NodeError {
     /// The node's index in the lock's list of pools.
     pub node: usize,
+    /// The node's address as its driver gives it (`host:port`), if it gives one.
+    pub address: Option<Arc<str>>,
     /// What the driver reported, or the core's timeout.
-    #[source]
     pub error: ConnError,
 }
 
-/// The failures of several nodes; `source()` is the first one's.
-#[derive(Debug, Default)]
-pub struct NodeErrors(pub Vec<NodeError>);
-
-impl NodeErrors {
-    /// The failures, in node order.
-    pub fn as_slice(&self) -> &[NodeError] {
-        &self.0
+impl NodeError {
+    /// The node's address, or `node N` when the driver gives none.
+    pub fn name(&self) -> String {
+        match &self.address {
+            Some(address) => address.to_string(),
+            None => format!("node {}", self.node),
+        }
     }
 }
 
-impl fmt::Display for NodeErrors {
+impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nodes: Vec<usize> = self.0.iter().map(|e| e.node).collect();
-        write!(f, "{} node(s) failed: {nodes:?}", self.0.len())
+        match &self.address {
+            Some(address) => write!(f, "node {} ({address}) failed", self.node),
+            None => write!(f, "node {} failed", self.node),
+        }
     }
 }
 
-impl std::error::Error for NodeErrors {
+impl std::error::Error for NodeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0
-            .first()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        Some(&self.error)
     }
 }

@@ -1,4 +1,4 @@
-//! A held lock.
+//! A held lock, [`Guard`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,56 +7,56 @@ use tokio::time::Instant;
 
 use crate::conn::Pool;
 use crate::error::Result;
-use crate::lock::Mutex;
-use crate::quorum::{self, InFlight};
+use crate::fan_out::InFlight;
+use crate::options::Ttl;
+use crate::round::{Held, Target};
 
 /// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
 ///
 /// The lock is only safe to rely on until [`Guard::valid_until`]; do the protected work
 /// within [`Guard::remaining`], or [`Guard::extend`] it first.
 ///
-/// Dropping a guard without [`Guard::unlock`] releases the lock in the background (when a
-/// tokio runtime is running; otherwise the keys expire on their own).
+/// Dropping a guard without [`Guard::unlock`] releases the lock in the background. That
+/// needs the tokio runtime the lock ran on: a guard dropped after its runtime shut down,
+/// or while it shuts down (as a task it was held by is dropped), sends nothing, and its
+/// keys stay until they expire. Call `unlock().await` before a runtime ends.
+///
+/// `Debug` shows the lock's name and validity, never its value: the value is what another
+/// process needs to take the lock over.
 #[must_use = "dropping the guard releases the lock"]
 pub struct Guard<P: Pool> {
-    mutex: Mutex<P>,
+    target: Target<P>,
     value: Arc<str>,
     valid_until: Instant,
     held: bool,
-    /// A fail-fast acquire's calls still in flight: waited for before releasing, so that
-    /// a late `SET` cannot land after the release.
+    /// The acquire's calls still in flight: waited for before releasing, so that a late
+    /// `SET` cannot land after the release.
     in_flight: InFlight,
 }
 
 impl<P: Pool> std::fmt::Debug for Guard<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("name", &self.mutex.name)
-            .field("value", &self.value)
+            .field("name", self.target.name())
             .field("valid_until", &self.valid_until)
             .finish_non_exhaustive()
     }
 }
 
 impl<P: Pool> Guard<P> {
-    pub(crate) fn new(
-        mutex: Mutex<P>,
-        value: Arc<str>,
-        valid_until: Instant,
-        in_flight: InFlight,
-    ) -> Self {
+    pub(crate) fn new(target: Target<P>, held: Held) -> Self {
         Self {
-            mutex,
-            value,
-            valid_until,
+            target,
+            value: held.value,
+            valid_until: held.valid_until,
             held: true,
-            in_flight,
+            in_flight: held.in_flight,
         }
     }
 
     /// The lock's name.
     pub fn name(&self) -> &str {
-        &self.mutex.name
+        self.target.name()
     }
 
     /// The random value that marks this holder on every node. Hand it to another process,
@@ -85,7 +85,7 @@ impl<P: Pool> Guard<P> {
     /// # Errors
     ///
     /// [`Error::Expired`](crate::Error::Expired) when the key is gone from too many nodes,
-    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it,
+    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it on a node,
     /// [`Error::NoQuorum`](crate::Error::NoQuorum) when too many nodes failed. A failed
     /// extend deletes nothing. Since the new TTL takes effect on every node it reaches,
     /// [`Guard::valid_until`] is first capped at what the new TTL allows (it only moves
@@ -97,8 +97,9 @@ impl<P: Pool> Guard<P> {
     /// Dropping the future part-way may leave some nodes extended; nothing is deleted, and
     /// the guard's validity is already capped as above.
     pub async fn extend(&mut self) -> Result<()> {
-        let settings = self.mutex.settings.clone();
-        self.extend_by(settings.expiry_ms, settings.drift).await
+        let settings = self.target.settings();
+        let (ttl, drift) = (settings.ttl.clone(), settings.drift);
+        self.extend_by(&ttl, drift).await
     }
 
     /// Extends the lock by `expiry` instead of the lock's own, counted from now.
@@ -112,16 +113,16 @@ impl<P: Pool> Guard<P> {
     ///
     /// As [`Guard::extend`].
     pub async fn extend_to(&mut self, expiry: Duration) -> Result<()> {
-        let options = self.mutex.settings.options.clone().expiry(expiry);
-        let checked = options.validate(self.mutex.nodes.len())?;
-        self.extend_by(checked.expiry_ms, checked.drift).await
+        let options = self.target.settings().options.clone().expiry(expiry);
+        let checked = options.validate(self.target.node_count())?;
+        self.extend_by(&checked.ttl, checked.drift).await
     }
 
-    async fn extend_by(&mut self, ttl_ms: u64, drift: Duration) -> Result<()> {
+    async fn extend_by(&mut self, ttl: &Ttl, drift: Duration) -> Result<()> {
         let start = Instant::now();
-        let cap = (start + Duration::from_millis(ttl_ms)).checked_sub(drift);
+        let cap = (start + ttl.duration()).checked_sub(drift);
         self.valid_until = cap.map_or(start, |cap| self.valid_until.min(cap));
-        let extended = self.mutex.extend_with(&self.value, ttl_ms, drift, start);
+        let extended = self.target.extend(&self.value, ttl, drift, start);
         self.valid_until = extended.await?;
         Ok(())
     }
@@ -142,7 +143,7 @@ impl<P: Pool> Guard<P> {
     ///
     /// [`Error::Expired`](crate::Error::Expired) when the key had already expired on too
     /// many nodes (the protected work may have overrun the lock),
-    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it,
+    /// [`Error::Taken`](crate::Error::Taken) when another owner holds it on a node,
     /// [`Error::NoQuorum`](crate::Error::NoQuorum) when too many nodes failed. In every
     /// case the keys that were still ours are deleted.
     ///
@@ -150,27 +151,18 @@ impl<P: Pool> Guard<P> {
     ///
     /// Dropping the future part-way drops the guard, which releases in the background.
     pub async fn unlock(mut self) -> Result<()> {
-        if let Some(task) = self.in_flight.as_mut() {
-            // Each call in it is bounded by the per-node timeout.
-            let _ = task.await;
-            self.in_flight = None;
-        }
-        let call = self.mutex.unlock_call(&self.value);
-        let (tally, _) = quorum::fan_out(self.mutex.plan_all(), call).await;
+        let unlocked = self.target.unlock(&self.value, &mut self.in_flight).await;
         self.held = false;
-        if tally.reached() {
-            return Ok(());
-        }
-        Err(tally.into_release_error())
+        unlocked
     }
 }
 
 impl<P: Pool> Drop for Guard<P> {
     fn drop(&mut self) {
         if self.held {
-            let m = &self.mutex;
-            let (plan, call) = (m.plan_all(), m.unlock_call(&self.value));
-            quorum::release_after_in_background(self.in_flight.take(), plan, call);
+            let (all, in_flight) = (self.target.all_nodes(), self.in_flight.take());
+            self.target
+                .release_in_background(all, in_flight, &self.value);
         }
     }
 }

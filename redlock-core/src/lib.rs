@@ -37,26 +37,45 @@
 //! validity (GC, swap, SIGSTOP) can still act after its lock expired: protect the resource
 //! itself, or check `remaining()` right before each side effect.
 
+// The modules, from the public API down to the seam; imports run one way only.
+//
+// - API: `redlock` (the manager), `mutex` (one named lock), `guard` (a held lock). Leases
+//   (`lease`) and waiting for a release (`wait`) belong here.
+// - Rounds: `round`, one lock's target and the rounds made on it (acquire attempt and
+//   retries, extend, unlock, cleanup, the value, the retry delay).
+// - Mechanics: `fan_out` (one call to every node under one timer), `tally` (counting
+//   votes), `validity` (pure timing maths), `health` (replacing silent connections).
+//   Fencing tokens (`fence`) belong here.
+// - Seam: `conn` (`Pool`, `Conn` and their contract), `boxed` (type-erased pools),
+//   `scripts` (the Lua scripts, their modes and argument layout).
+// - Support: `options`, `error`, `runtime` (what the lock needs of tokio), `memory` (the
+//   in-memory node for tests and doctests).
+mod boxed;
 mod conn;
 mod error;
+mod fan_out;
 mod guard;
-mod lock;
+mod health;
 pub mod memory;
+mod mutex;
 mod options;
-mod quorum;
+mod redlock;
+mod round;
+mod runtime;
 pub mod scripts;
+mod tally;
 pub mod validity;
 
-pub use conn::{
-    BoxConn, BoxPool, Conn, ConnError, ConnErrorKind, Pool, PoolExt, Reply, run_script,
-};
-pub use error::{Error, NodeError, NodeErrors, Result};
+pub use boxed::{BoxConn, BoxPool, PoolExt};
+pub use conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef, run_script};
+pub use error::{Action, Error, NodeError, Result};
 pub use guard::Guard;
-pub use lock::{Mutex, Redlock};
+pub use mutex::Mutex;
 pub use options::{
     DEFAULT_DRIFT_FACTOR, DEFAULT_EXPIRY, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_RETRY_DELAY,
     DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options,
 };
+pub use redlock::Redlock;
 pub use scripts::Script;
 pub use tokio::time::Instant;
 
@@ -67,6 +86,7 @@ fn assert_send() {
     fn is_sync<T: Send + Sync>() {}
     fn futures<P: Pool>(r: &Redlock<P>, m: &Mutex<P>, g: &mut Guard<P>) {
         is_send(&r.lock("x"));
+        is_send(&r.try_lock("x"));
         is_send(&m.lock());
         is_send(&m.try_lock());
         is_send(&m.lock_until(Instant::now()));

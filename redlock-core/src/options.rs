@@ -43,10 +43,18 @@ pub(crate) enum RetryDelay {
 pub(crate) enum ValueSource {
     /// 16 random bytes, base64.
     Random,
-    /// The user's generator, called once per lock call.
+    /// The user's generator, called once per attempt.
     Generator(ValueFn),
     /// A fixed value, to take over a lock another process holds.
     Fixed(String),
+}
+
+impl ValueSource {
+    /// Whether every value is sure to be this attempt's alone. Only random values are: a
+    /// generator might repeat itself, and a fixed value is shared on purpose.
+    pub(crate) fn is_unique(&self) -> bool {
+        matches!(self, Self::Random)
+    }
 }
 
 /// The options of a lock: a consuming builder whose every setter states its default.
@@ -103,8 +111,9 @@ impl Options {
         Self::default()
     }
 
-    /// How long the key lives on each node. Default: 8 s. Must be whole milliseconds'
-    /// worth above the drift allowance, and at most 365 days.
+    /// How long the key lives on each node. Default: 8 s. Must be at least 1 ms, above the
+    /// drift allowance, and at most 365 days. Redis counts whole milliseconds, so a
+    /// fraction of a millisecond is dropped, and validity is counted from what is left.
     pub fn expiry(mut self, expiry: Duration) -> Self {
         self.expiry = expiry;
         self
@@ -144,13 +153,16 @@ impl Options {
         self
     }
 
-    /// How a lock call makes its random value. Called once per lock call; the value is
-    /// reused across that call's retries. Default: 16 random bytes, base64. An empty value
-    /// is rejected when the lock is attempted.
+    /// How a lock makes its value. Called once per attempt, so that no late reply or late
+    /// release of one attempt can be taken for another's. Default: 16 random bytes,
+    /// base64. An empty value is rejected when the lock is attempted.
     ///
-    /// Each call must return a value no other lock call will use (a UUID, say): release
-    /// deletes a key only if it holds this value, so a value shared between two contenders
-    /// would let one's cleanup delete the other's lock.
+    /// Each call should return a value no other attempt will use (a UUID, say). A generator
+    /// that repeats itself never lets two owners share a lock (an acquire only creates
+    /// keys, it never takes one over), but since a generated value might be another
+    /// owner's, a failed or cancelled attempt releases only the nodes that confirmed it:
+    /// a node whose reply was lost keeps the key until it expires. Random values do not
+    /// have this cost.
     pub fn value_generator(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.value = ValueSource::Generator(Arc::new(f));
         self
@@ -161,9 +173,9 @@ impl Options {
     /// be empty.
     ///
     /// Since another owner may hold the same value, `lock` with a fixed value never takes
-    /// a key that already holds it, a failed attempt releases only the nodes it set, and a
-    /// cancelled acquire leaves its keys to expire rather than risk deleting the other
-    /// owner's.
+    /// a key that already holds it, and a failed or cancelled attempt releases only the
+    /// nodes that confirmed it, leaving the rest to expire rather than risk deleting the
+    /// other owner's keys.
     pub fn value(mut self, value: impl Into<String>) -> Self {
         self.value = ValueSource::Fixed(value.into());
         self
@@ -198,6 +210,77 @@ impl Options {
         self
     }
 
+    /// The expiry set by [`Options::expiry`].
+    ///
+    /// Getters are named `get_*` because the builder's setters take the plain names (as in
+    /// `std::process::Command`).
+    pub fn get_expiry(&self) -> Duration {
+        self.expiry
+    }
+
+    /// The number of attempts set by [`Options::tries`].
+    pub fn get_tries(&self) -> u32 {
+        self.tries
+    }
+
+    /// The bounds set by [`Options::retry_delay`], or `None` after
+    /// [`Options::retry_delay_fn`].
+    pub fn get_retry_delay(&self) -> Option<(Duration, Duration)> {
+        match self.retry_delay {
+            RetryDelay::Uniform(min, max) => Some((min, max)),
+            RetryDelay::Custom(_) => None,
+        }
+    }
+
+    /// The factor set by [`Options::drift_factor`].
+    pub fn get_drift_factor(&self) -> f64 {
+        self.drift_factor
+    }
+
+    /// The factor set by [`Options::timeout_factor`].
+    pub fn get_timeout_factor(&self) -> f64 {
+        self.timeout_factor
+    }
+
+    /// The per-node timeout these options give: expiry × timeout factor.
+    pub fn get_node_timeout(&self) -> Duration {
+        self.expiry.mul_f64(self.timeout_factor.clamp(0.0, 1.0))
+    }
+
+    /// The clock drift allowance these options give: the TTL sent (whole milliseconds of
+    /// the expiry) × drift factor, plus 2 ms.
+    pub fn get_drift(&self) -> Duration {
+        validity::drift(whole_ms(self.expiry), self.drift_factor.clamp(0.0, 1.0))
+    }
+
+    /// The setting of [`Options::fail_fast`].
+    pub fn get_fail_fast(&self) -> bool {
+        self.fail_fast
+    }
+
+    /// The setting of [`Options::shuffle_nodes`].
+    pub fn get_shuffle_nodes(&self) -> bool {
+        self.shuffle
+    }
+
+    /// The setting of [`Options::recreate_on_extend`].
+    pub fn get_recreate_on_extend(&self) -> bool {
+        self.recreate_on_extend
+    }
+
+    /// The quorum set by [`Options::quorum`], or `None` for a majority.
+    pub fn get_quorum(&self) -> Option<usize> {
+        self.quorum
+    }
+
+    /// The fixed value set by [`Options::value`], if any.
+    pub fn get_value(&self) -> Option<&str> {
+        match &self.value {
+            ValueSource::Fixed(value) => Some(value),
+            ValueSource::Random | ValueSource::Generator(_) => None,
+        }
+    }
+
     /// Checks the options for `nodes` nodes and derives the values the algorithm uses.
     pub(crate) fn validate(&self, nodes: usize) -> Result<Settings> {
         if nodes == 0 {
@@ -209,15 +292,15 @@ impl Options {
             )));
         }
         let quorum = self.check_quorum(nodes)?;
-        let expiry_ms = self.check_expiry()?;
+        let ttl = Ttl::new(self.check_expiry()?);
         self.check_retry()?;
         if let ValueSource::Fixed(v) = &self.value
             && v.is_empty()
         {
             return Err(Error::config("lock value must not be empty"));
         }
-        let drift = validity::drift(self.expiry, self.drift_factor);
-        if drift >= self.expiry {
+        let drift = validity::drift(ttl.duration(), self.drift_factor);
+        if drift >= ttl.duration() {
             return Err(Error::config(format!(
                 "expiry {:?} does not exceed the clock drift allowance {drift:?}",
                 self.expiry
@@ -232,8 +315,7 @@ impl Options {
         Ok(Settings {
             options: self.clone(),
             quorum,
-            expiry_ms,
-            expiry_arg: expiry_ms.to_string().into(),
+            ttl,
             drift,
             node_timeout,
         })
@@ -311,9 +393,38 @@ impl fmt::Debug for Options {
 pub(crate) struct Settings {
     pub(crate) options: Options,
     pub(crate) quorum: usize,
-    pub(crate) expiry_ms: u64,
-    /// `expiry_ms` as the script's TTL argument, formatted once.
-    pub(crate) expiry_arg: Arc<str>,
+    /// The TTL the nodes are sent; validity is counted from it, not from the expiry.
+    pub(crate) ttl: Ttl,
+    /// The drift allowance for `ttl`.
     pub(crate) drift: Duration,
     pub(crate) node_timeout: Duration,
+}
+
+/// A TTL as the nodes get it: whole milliseconds, formatted once as the script argument.
+#[derive(Clone, Debug)]
+pub(crate) struct Ttl {
+    ms: u64,
+    arg: Arc<str>,
+}
+
+impl Ttl {
+    fn new(ms: u64) -> Self {
+        let arg = ms.to_string().into();
+        Self { ms, arg }
+    }
+
+    /// The TTL as a duration.
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_millis(self.ms)
+    }
+
+    /// The TTL as the script's argument.
+    pub(crate) fn arg(&self) -> &Arc<str> {
+        &self.arg
+    }
+}
+
+/// `d` cut to whole milliseconds, as Redis counts a TTL.
+fn whole_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -1,10 +1,16 @@
-//! The Lua scripts the lock runs, with their SHA1s as constants.
+//! The Lua scripts the lock runs, their SHA1s, and the one place their arguments are laid
+//! out.
 //!
 //! Every compare-and-act step is one script, so that a check and its action are atomic on
 //! a node. The SHA1s let the core call EVALSHA without hashing at run time; a unit test
-//! checks them against the sources.
+//! checks them against the sources, and `.gitattributes` pins the sources' line endings so
+//! that a checkout cannot change their bytes.
+//!
+//! Each script takes a *tag* as its last argument and returns it on success. The tag is
+//! different for every call the core makes, so a reply that a connection delivers late,
+//! to the wrong call, can never be read as a success of the call that receives it.
 
-/// A Lua script with its SHA1, as sent by [`run_script`](crate::run_script).
+/// A Lua script with its SHA1, as `run_script` sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Script {
     name: &'static str,
@@ -29,29 +35,115 @@ impl Script {
     }
 }
 
-/// Sets the key to the value, or refreshes its TTL if it already holds the value.
+/// Sets the key to the value, or refreshes its TTL if it already holds the value, as the
+/// [`LockMode`] allows.
 ///
-/// `KEYS[1]` key; `ARGV[1]` value; `ARGV[2]` TTL in milliseconds; `ARGV[3]` mode: `"0"`
-/// refresh only (extend), `"1"` create or refresh (acquire with a value unique to the call,
-/// or extend with re-create), `"2"` create only (acquire with a value that may not be
-/// unique). Replies `1` (holds the value with the new TTL), `0` (absent, not created) or
-/// `-1` (may not be touched). Modes `"0"` and `"1"` are idempotent for one value, so a call
-/// that a client replays after a reconnect is harmless.
+/// `KEYS[1]` key; `ARGV` as laid out by [`LockArgs`]. Replies the tag (the key holds the
+/// value with the new TTL), `0` (absent, not created) or `-1` (may not be touched).
 pub const LOCK: Script = Script {
     name: "lock",
     source: include_str!("lua/lock.lua"),
-    sha1: "e9069aad4dc3a29be60892e6f76f3914c8bc81e5",
+    sha1: "3cbb59d8db745aa85ea1672f6b48148523c839d5",
 };
 
 /// Deletes the key if it holds the value.
 ///
-/// `KEYS[1]` key; `ARGV[1]` value. Replies `1` (deleted), `0` (absent) or `-1` (another
-/// value holds it).
+/// `KEYS[1]` key; `ARGV` as laid out by [`UnlockArgs`]. Replies the tag (deleted), `0`
+/// (absent) or `-1` (another value holds it).
 pub const UNLOCK: Script = Script {
     name: "unlock",
     source: include_str!("lua/unlock.lua"),
-    sha1: "0bd0e3a0e0feaca1a313427a1fd185c25ec6c726",
+    sha1: "75aab2380fd75b8c8326899a0b03d38d78bec4f6",
 };
+
+/// What [`LOCK`] may do to the key: its mode argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// Refresh the TTL only if the key holds the value (extend).
+    Refresh,
+    /// Set the key if absent, or refresh it if it holds the value (extend with re-create).
+    CreateOrRefresh,
+    /// Set the key only if absent (acquire): an acquire never takes over a key it did not
+    /// create, even one that holds the same value.
+    CreateOnly,
+}
+
+impl LockMode {
+    const ALL: [LockMode; 3] = [Self::Refresh, Self::CreateOrRefresh, Self::CreateOnly];
+
+    /// The mode as the script's argument.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::Refresh => "0",
+            Self::CreateOrRefresh => "1",
+            Self::CreateOnly => "2",
+        }
+    }
+
+    /// The mode that [`LockMode::arg`] gave `arg`, if any.
+    pub fn from_arg(arg: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.arg() == arg)
+    }
+}
+
+/// The arguments (`ARGV`) of [`LOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockArgs<'a> {
+    /// The value that marks the holder.
+    pub value: &'a str,
+    /// The TTL, as a decimal number of milliseconds.
+    pub ttl_ms: &'a str,
+    /// What the script may do to the key.
+    pub mode: LockMode,
+    /// The call's tag, returned on success.
+    pub tag: &'a str,
+}
+
+impl<'a> LockArgs<'a> {
+    /// The arguments in the order the script reads them.
+    pub fn argv(&self) -> [&'a str; 4] {
+        [self.value, self.ttl_ms, self.mode.arg(), self.tag]
+    }
+
+    /// Reads arguments laid out by [`LockArgs::argv`].
+    pub fn parse(argv: &[&'a str]) -> Option<Self> {
+        let [value, ttl_ms, mode, tag] = argv else {
+            return None;
+        };
+        let mode = LockMode::from_arg(mode)?;
+        Some(Self {
+            value,
+            ttl_ms,
+            mode,
+            tag,
+        })
+    }
+}
+
+/// The arguments (`ARGV`) of [`UNLOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnlockArgs<'a> {
+    /// The value that marks the holder.
+    pub value: &'a str,
+    /// The call's tag, returned on success.
+    pub tag: &'a str,
+}
+
+impl<'a> UnlockArgs<'a> {
+    /// The arguments in the order the script reads them.
+    pub fn argv(&self) -> [&'a str; 2] {
+        [self.value, self.tag]
+    }
+
+    /// Reads arguments laid out by [`UnlockArgs::argv`].
+    pub fn parse(argv: &[&'a str]) -> Option<Self> {
+        let [value, tag] = argv else {
+            return None;
+        };
+        Some(Self { value, tag })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -67,6 +159,33 @@ mod tests {
                 "stale SHA1 for script {}",
                 script.name()
             );
+            assert!(
+                !script.source().contains('\r'),
+                "{} has CRLF",
+                script.name()
+            );
         }
+    }
+
+    #[test]
+    fn modes_and_arguments_round_trip() {
+        for mode in LockMode::ALL {
+            assert_eq!(LockMode::from_arg(mode.arg()), Some(mode));
+        }
+        assert_eq!(LockMode::from_arg("3"), None);
+        let lock = LockArgs {
+            value: "v",
+            ttl_ms: "10",
+            mode: LockMode::CreateOnly,
+            tag: "t",
+        };
+        assert_eq!(LockArgs::parse(&lock.argv()), Some(lock));
+        assert_eq!(LockArgs::parse(&["v", "10", "9", "t"]), None);
+        let unlock = UnlockArgs {
+            value: "v",
+            tag: "t",
+        };
+        assert_eq!(UnlockArgs::parse(&unlock.argv()), Some(unlock));
+        assert_eq!(UnlockArgs::parse(&["v"]), None);
     }
 }

@@ -8,8 +8,14 @@ mod common;
 use common::*;
 use redlock_core::{ConnErrorKind, Error, Instant};
 
+/// Random values, so a failed attempt may release every node that did not say "taken".
 fn mine() -> redlock_core::Options {
-    fast().value_generator(|| "mine".to_owned())
+    fast()
+}
+
+/// What `pool` holds under [`KEY`], other than another owner's value.
+fn ours(pool: &redlock_core::memory::MemoryPool) -> Option<String> {
+    pool.get(KEY).filter(|v| v != OTHER)
 }
 
 #[tokio::test(start_paused = true)]
@@ -28,7 +34,7 @@ async fn taken_attempt_releases_the_nodes_it_did_set() {
     occupy(&pools[..2], ms(60_000));
     let err = mutex(&pools, mine()).try_lock().await.unwrap_err();
     assert!(
-        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1]),
+        matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0, 1]),
         "{err}"
     );
     let other = Some(OTHER.to_owned());
@@ -42,13 +48,10 @@ async fn failed_attempt_releases_a_node_whose_reply_timed_out() {
     pools[2].set_down(true);
     pools[3].set_latency(ms(200)); // above the 50 ms per-node timeout: the SET lands, late reply
     let err = mutex(&pools, mine()).try_lock().await.unwrap_err();
-    let Error::NoQuorum {
-        succeeded, taken, ..
-    } = &err
-    else {
+    let Error::NoQuorum { agreed, taken, .. } = &err else {
         panic!("expected no quorum, got {err:?}");
     };
-    assert_eq!((*succeeded, taken.as_slice()), (1, &[0, 1][..]));
+    assert_eq!((*agreed, taken.as_slice()), (1, &[0, 1][..]));
     let failed: Vec<_> = err
         .node_errors()
         .iter()
@@ -73,9 +76,25 @@ async fn failed_attempt_releases_a_set_that_lands_after_the_timeout() {
     // The call returned at 100 ms. The SET lands at 200 ms; the release, sent at 50 ms,
     // lands at 250 ms.
     advance(ms(120)).await;
-    assert_eq!(pools[2].get(KEY).as_deref(), Some("mine"));
+    assert!(ours(&pools[2]).is_some(), "the late SET landed");
     advance(ms(60)).await;
     assert_eq!(pools[2].get(KEY), None, "a late SET must be released");
+}
+
+/// A generated value might be another owner's: a failed attempt releases only the nodes
+/// that confirmed it, and a node whose reply timed out keeps the key until it expires.
+#[tokio::test(start_paused = true)]
+async fn failed_attempt_with_a_generated_value_releases_only_confirmed_nodes() {
+    let pools = warm_pools(3).await;
+    occupy(&pools[..1], ms(60_000));
+    pools[1].set_latency(ms(200));
+    let options = fast().value_generator(|| "mine".to_owned()).tries(1);
+    let err = mutex(&pools, options).try_lock().await.unwrap_err();
+    assert!(err.is_no_quorum(), "{err}");
+    let mine = Some("mine".to_owned());
+    assert_eq!(values(&pools), [Some(OTHER.to_owned()), mine, None]);
+    advance(ms(1000)).await;
+    assert_eq!(pools[1].get(KEY), None, "expired, not released");
 }
 
 #[tokio::test(start_paused = true)]
@@ -86,10 +105,8 @@ async fn hanging_node_costs_one_timeout_and_one_vote() {
     let guard = mutex(&pools, mine()).try_lock().await.unwrap();
     assert_eq!(start.elapsed(), ms(50), "1 s expiry x 0.05");
     assert_eq!(guard.valid_until(), start + ms(1000 - 12));
-    assert_eq!(
-        values(&pools)[..2],
-        [Some("mine".to_owned()), Some("mine".to_owned())]
-    );
+    let held = Some(guard.value().to_owned());
+    assert_eq!(values(&pools)[..2], [held.clone(), held]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -38,7 +38,10 @@ async fn unlock_after_the_keys_expired_is_expired() {
     let guard = mutex(&pools, fast()).try_lock().await.unwrap();
     advance(ms(1000)).await;
     let err = guard.unlock().await.unwrap_err();
-    assert!(err.is_expired() && matches!(err, Error::Expired), "{err}");
+    assert!(
+        err.is_expired() && matches!(err, Error::Expired { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -49,7 +52,7 @@ async fn unlock_when_another_owner_holds_the_key_is_taken() {
     occupy(&pools, ms(60_000));
     let err = guard.unlock().await.unwrap_err();
     assert!(
-        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1, 2]),
+        matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0, 1, 2]),
         "{err}"
     );
     assert_all_hold(&pools, OTHER);
@@ -182,7 +185,7 @@ async fn failed_extend_on_taken_majority_deletes_nothing() {
     occupy(&pools[..2], ms(60_000));
     let err = guard.extend().await.unwrap_err();
     assert!(
-        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1]),
+        matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0, 1]),
         "{err}"
     );
     let (other, mine) = (Some(OTHER.to_owned()), Some(guard.value().to_owned()));

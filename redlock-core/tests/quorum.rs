@@ -113,7 +113,7 @@ async fn second_contender_sees_taken_with_node_list() {
     let guard = m.try_lock().await.unwrap();
     let err = m.try_lock().await.unwrap_err();
     assert!(err.is_taken() && err.is_no_quorum(), "{err}");
-    assert!(matches!(err, redlock_core::Error::Taken { ref nodes } if nodes == &[0, 1, 2]));
+    assert!(matches!(err, redlock_core::Error::Taken { ref nodes, .. } if nodes == &[0, 1, 2]));
     assert_all_hold(&pools, guard.value());
 }
 

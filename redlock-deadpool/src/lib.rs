@@ -214,23 +214,13 @@ impl DeadpoolConn {
 
 #[async_trait]
 impl Conn for DeadpoolConn {
-    async fn evalsha(
-        &mut self,
-        sha1: &str,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        let result = query_script(&mut self.conn, "EVALSHA", sha1, keys, args).await;
-        self.check(result).await
-    }
-
     async fn eval(
         &mut self,
-        source: &str,
+        script: ScriptRef<'_>,
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let result = query_script(&mut self.conn, "EVAL", source, keys, args).await;
+        let result = query_script(&mut self.conn, script, keys, args).await;
         self.check(result).await
     }
 }

@@ -212,22 +212,13 @@ impl FredConn {
 
 #[async_trait]
 impl Conn for FredConn {
-    async fn evalsha(
-        &mut self,
-        sha1: &str,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        self.call("EVALSHA", sha1, keys, args).await
-    }
-
     async fn eval(
         &mut self,
-        source: &str,
+        script: ScriptRef<'_>,
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        self.call("EVAL", source, keys, args).await
+        self.call(script.command(), script.text(), keys, args).await
     }
 }
 

@@ -131,27 +131,18 @@ pub struct RedisConn<C>(pub C);
 
 #[async_trait]
 impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
-    async fn evalsha(
-        &mut self,
-        sha1: &str,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        query_script(&mut self.0, "EVALSHA", sha1, keys, args).await
-    }
-
     async fn eval(
         &mut self,
-        source: &str,
+        script: ScriptRef<'_>,
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        query_script(&mut self.0, "EVAL", source, keys, args).await
+        query_script(&mut self.0, script, keys, args).await
     }
 }
 
-/// Sends `command` (`EVALSHA` or `EVAL`) with `script` (its SHA1 or source), `keys` and
-/// `args` on `conn`, and maps the reply and any error into the core's types.
+/// Sends `script` (EVALSHA or EVAL) with `keys` and `args` on `conn`, and maps the reply
+/// and any error into the core's types.
 ///
 /// What [`RedisConn`] does, without its boxed future: for drivers built on a redis-rs
 /// connection (`redlock-deadpool`), so they neither repeat it nor pay for a second box.
@@ -161,13 +152,12 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
 /// As [`map_error`] and [`to_reply`].
 pub async fn query_script<C: ConnectionLike>(
     conn: &mut C,
-    command: &str,
-    script: &str,
+    script: ScriptRef<'_>,
     keys: &[&str],
     args: &[&str],
 ) -> Result<Reply, ConnError> {
-    let mut cmd = redis::cmd(command);
-    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+    let mut cmd = redis::cmd(script.command());
+    cmd.arg(script.text()).arg(keys.len()).arg(keys).arg(args);
     let reply = cmd.query_async(conn).await.map_err(map_error)?;
     to_reply(reply)
 }

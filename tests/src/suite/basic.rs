@@ -38,7 +38,7 @@ pub async fn second_acquire_fails_while_held<P: Pool>(factory: &impl Factory<P>)
     let err = mutex.try_lock().await.expect_err("second lock while held");
     assert!(err.is_taken(), "expected taken, got {err}");
     assert!(
-        matches!(err, Error::Taken { ref nodes } if nodes == &[0, 1, 2]),
+        matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0, 1, 2]),
         "{err:?}"
     );
     assert_eq!(

@@ -1,0 +1,375 @@
+//! One lock's target (its nodes, name and settings) and the rounds made on it: acquire
+//! attempts and their retries, extend, unlock, and the cleanup of whatever a failed or
+//! dropped round may have set. [`Mutex`](crate::Mutex) and [`Guard`](crate::Guard) both
+//! stand on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::time::Instant;
+
+use crate::conn::Pool;
+use crate::error::{Action, Error, Result};
+use crate::fan_out::{
+    Call, InFlight, Nodes, Plan, Release, fan_out, finish, release_in_background, release_on,
+};
+use crate::options::{RetryDelay, Settings, Ttl, ValueSource};
+use crate::scripts::LockMode;
+use crate::tally::{NodeSet, Subject, Tally};
+use crate::validity::validity;
+
+/// One lock's nodes, name and settings. Cheap to clone.
+pub(crate) struct Target<P> {
+    nodes: Arc<Nodes<P>>,
+    name: Arc<str>,
+    settings: Arc<Settings>,
+}
+
+impl<P> Clone for Target<P> {
+    fn clone(&self) -> Self {
+        Self {
+            nodes: self.nodes.clone(),
+            name: self.name.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// What a successful acquire hands to its guard.
+pub(crate) struct Held {
+    /// The value that marks this holder on every node.
+    pub(crate) value: Arc<str>,
+    /// Until when the lock may be relied on.
+    pub(crate) valid_until: Instant,
+    /// Calls of the acquire still in flight (fail-fast, or cut by a deadline).
+    pub(crate) in_flight: InFlight,
+}
+
+impl<P: Pool> Target<P> {
+    pub(crate) fn new(nodes: Arc<Nodes<P>>, name: Arc<str>, settings: Arc<Settings>) -> Self {
+        Self {
+            nodes,
+            name,
+            settings,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Acquires the lock in up to `tries` attempts, giving up at `deadline`. Stops early
+    /// when an attempt's failure cannot pass by retrying.
+    pub(crate) async fn acquire(&self, tries: u32, deadline: Option<Instant>) -> Result<Held> {
+        check_time_driver()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(self.deadline_exceeded(None));
+        }
+        for attempt in 1..=tries {
+            let error = match self.attempt(deadline).await {
+                Ok(held) => return Ok(held),
+                Err(error) => error,
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(self.deadline_exceeded(Some(error)));
+            }
+            if attempt == tries || !error.is_retryable() {
+                return Err(error);
+            }
+            let delay = self.retry_delay(attempt);
+            let wake = Instant::now().checked_add(delay);
+            if deadline.is_some_and(|d| wake.is_none_or(|w| w >= d)) {
+                return Err(self.deadline_exceeded(Some(error)));
+            }
+            tokio::time::sleep(delay).await;
+        }
+        Err(Error::config("tries must be at least 1"))
+    }
+
+    /// One acquire round with a fresh value. On failure, every node that may hold the
+    /// value has been released (or is being released in the background, when the
+    /// deadline leaves no time to wait).
+    async fn attempt(&self, deadline: Option<Instant>) -> Result<Held> {
+        let s = &*self.settings;
+        let value = self.new_value()?;
+        let call = self.lock_call(&value, s.ttl.arg().clone(), LockMode::CreateOnly);
+        let plan = self.plan(deadline);
+        let start = Instant::now();
+        let mut round = Round::new(self, value);
+        let pending = fan_out(plan, call, &mut round.tally).await;
+        let elapsed = start.elapsed();
+        let reached = round.tally.reached();
+        let left = validity(s.ttl.duration(), elapsed, s.drift).filter(|_| reached);
+        if let Some(left) = left {
+            round.armed = false;
+            return Ok(Held {
+                value: round.value.clone(),
+                valid_until: start + elapsed + left,
+                in_flight: pending.finish_in_background(None),
+            });
+        }
+        let error = if reached {
+            self.validity_exhausted(Action::Acquire, elapsed, &s.ttl)
+        } else {
+            round.tally.error(&self.subject(Action::Acquire))
+        };
+        let release = Release {
+            plan,
+            call: self.unlock_call(&round.value),
+            only_yes: !round.unique,
+        };
+        let in_flight = pending.finish_in_background(Some(release.clone()));
+        round.release(release, in_flight).await;
+        Err(error)
+    }
+
+    /// Adopts a lock that another process acquired with the fixed value, by extending it.
+    pub(crate) async fn adopt(&self) -> Result<Held> {
+        let Some(value) = self.settings.options.get_value() else {
+            return Err(Error::config("adopt needs a fixed value (Options::value)"));
+        };
+        let value: Arc<str> = value.into();
+        let s = &*self.settings;
+        let valid_until = self.extend(&value, &s.ttl, s.drift, Instant::now()).await?;
+        Ok(Held {
+            value,
+            valid_until,
+            in_flight: None,
+        })
+    }
+
+    /// Refreshes the key to `ttl` on every node that holds `value`; returns the new
+    /// validity deadline.
+    ///
+    /// `start` must be taken before the call is made: the deadline is `start + ttl -
+    /// drift`, and the caller caps its current deadline there before sending, since a
+    /// shorter TTL takes effect on every node reached even if the call fails.
+    pub(crate) async fn extend(
+        &self,
+        value: &Arc<str>,
+        ttl: &Ttl,
+        drift: Duration,
+        start: Instant,
+    ) -> Result<Instant> {
+        check_time_driver()?;
+        let mode = if self.settings.options.get_recreate_on_extend() {
+            LockMode::CreateOrRefresh
+        } else {
+            LockMode::Refresh
+        };
+        let call = self.lock_call(value, ttl.arg().clone(), mode);
+        let mut tally = self.tally();
+        // Every node answers or times out before this returns: nothing is left in flight.
+        fan_out(self.plan(None).everyone(), call, &mut tally).await;
+        let elapsed = start.elapsed();
+        if !tally.reached() {
+            return Err(tally.held_error(&self.subject(Action::Extend)));
+        }
+        let left = validity(ttl.duration(), elapsed, drift);
+        let exhausted = || self.validity_exhausted(Action::Extend, elapsed, ttl);
+        left.map(|left| start + elapsed + left)
+            .ok_or_else(exhausted)
+    }
+
+    /// Releases the key on every node, once the acquire's calls still in flight are done.
+    pub(crate) async fn unlock(&self, value: &Arc<str>, in_flight: &mut InFlight) -> Result<()> {
+        check_time_driver()?;
+        finish(in_flight).await;
+        let mut tally = self.tally();
+        let call = self.unlock_call(value);
+        fan_out(self.plan(None).everyone(), call, &mut tally).await;
+        if tally.reached() {
+            return Ok(());
+        }
+        Err(tally.held_error(&self.subject(Action::Release)))
+    }
+
+    /// Releases the key on `targets` in the background, once `in_flight` is done.
+    pub(crate) fn release_in_background(
+        &self,
+        targets: NodeSet,
+        in_flight: InFlight,
+        value: &Arc<str>,
+    ) {
+        if check_time_driver().is_err() {
+            // Without timers no call could be bounded; the keys expire on their own.
+            return;
+        }
+        let plan = self.plan(None).everyone();
+        release_in_background(targets, in_flight, plan, self.unlock_call(value));
+    }
+
+    /// Every node of this lock.
+    pub(crate) fn all_nodes(&self) -> NodeSet {
+        NodeSet::all(self.nodes.len())
+    }
+
+    fn plan(&self, deadline: Option<Instant>) -> Plan {
+        let s = &*self.settings;
+        Plan {
+            timeout: s.node_timeout,
+            fail_fast: s.options.get_fail_fast(),
+            shuffle: s.options.get_shuffle_nodes(),
+            deadline,
+        }
+    }
+
+    fn tally(&self) -> Tally {
+        Tally::new(self.nodes.len(), self.settings.quorum)
+    }
+
+    fn subject(&self, action: Action) -> Subject<'_> {
+        Subject {
+            lock: &self.name,
+            action,
+            addresses: self.nodes.addresses(),
+        }
+    }
+
+    /// The call that sets or refreshes the key to `value` for `ttl_ms`, as `mode` allows.
+    fn lock_call(&self, value: &Arc<str>, ttl_ms: Arc<str>, mode: LockMode) -> Arc<Call<P>> {
+        let (nodes, name) = (self.nodes.clone(), self.name.clone());
+        Arc::new(Call::lock(nodes, name, value.clone(), ttl_ms, mode))
+    }
+
+    /// The call that deletes the key if it holds `value`.
+    fn unlock_call(&self, value: &Arc<str>) -> Arc<Call<P>> {
+        let (nodes, name) = (self.nodes.clone(), self.name.clone());
+        Arc::new(Call::unlock(nodes, name, value.clone()))
+    }
+
+    /// A value for one attempt.
+    fn new_value(&self) -> Result<Arc<str>> {
+        let value: Arc<str> = match &self.settings.options.value {
+            ValueSource::Random => random_value(),
+            ValueSource::Generator(f) => f().into(),
+            ValueSource::Fixed(v) => v.as_str().into(),
+        };
+        if value.is_empty() {
+            return Err(Error::config("value generator returned an empty value"));
+        }
+        Ok(value)
+    }
+
+    /// The delay after failed attempt number `attempt` (1-based).
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        match &self.settings.options.retry_delay {
+            RetryDelay::Uniform(min, max) if min < max => {
+                let span = max.saturating_sub(*min).as_nanos().min(u64::MAX.into()) as u64;
+                *min + Duration::from_nanos(rand::random_range(0..span))
+            }
+            RetryDelay::Uniform(min, _) => *min,
+            RetryDelay::Custom(f) => f(attempt),
+        }
+    }
+
+    fn deadline_exceeded(&self, last: Option<Error>) -> Error {
+        Error::DeadlineExceeded {
+            lock: self.name.clone(),
+            last: last.map(Box::new),
+        }
+    }
+
+    fn validity_exhausted(&self, action: Action, elapsed: Duration, ttl: &Ttl) -> Error {
+        Error::ValidityExhausted {
+            lock: self.name.clone(),
+            action,
+            elapsed,
+            ttl: ttl.duration(),
+        }
+    }
+}
+
+/// One acquire round in progress. Dropped part-way (the acquire future was cancelled), it
+/// releases in the background every node that may hold its value.
+struct Round<'a, P: Pool> {
+    target: &'a Target<P>,
+    value: Arc<str>,
+    /// Whether the value is this attempt's alone, so that releasing it anywhere is safe.
+    unique: bool,
+    tally: Tally,
+    armed: bool,
+}
+
+impl<'a, P: Pool> Round<'a, P> {
+    fn new(target: &'a Target<P>, value: Arc<str>) -> Self {
+        let unique = target.settings.options.value.is_unique();
+        Self {
+            target,
+            value,
+            unique,
+            tally: target.tally(),
+            armed: true,
+        }
+    }
+
+    /// The nodes that may hold our value: with a unique value, every node that did not
+    /// answer "taken" (a timed-out `SET` may still land), or only those that answered so
+    /// far; with a value that might be another owner's, only the nodes that confirmed it.
+    fn ours(&self, unanswered_too: bool) -> NodeSet {
+        if !self.unique {
+            return self.tally.yes_nodes();
+        }
+        let asked = if unanswered_too {
+            self.target.all_nodes()
+        } else {
+            self.tally.answered_nodes()
+        };
+        asked.without(self.tally.taken_nodes())
+    }
+
+    /// Releases what the failed round may have set, before the next round: at once, or in
+    /// the background when the caller's deadline has passed. The calls still in flight
+    /// are released by `in_flight` as each one finishes.
+    async fn release(mut self, release: Release<P>, mut in_flight: InFlight) {
+        let ours = self.ours(false);
+        if release.plan.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.armed = false;
+            self.target.release_in_background(ours, None, &self.value);
+            return;
+        }
+        // Cancelled while this runs, the round is dropped still armed and releases in the
+        // background.
+        release_on(ours, release.plan.everyone(), release.call).await;
+        self.armed = false;
+        // The next round's value is new, so no late release of this round can touch its
+        // keys; waiting keeps a late `SET` of this round from taking a node it needs.
+        finish(&mut in_flight).await;
+    }
+}
+
+impl<P: Pool> Drop for Round<'_, P> {
+    fn drop(&mut self) {
+        if self.armed {
+            let ours = self.ours(true);
+            self.target.release_in_background(ours, None, &self.value);
+        }
+    }
+}
+
+/// 16 random bytes, base64: the default lock value.
+fn random_value() -> Arc<str> {
+    let mut text = [0u8; 24];
+    let engine = &base64::engine::general_purpose::STANDARD;
+    match engine.encode_slice(rand::random::<[u8; 16]>(), &mut text) {
+        // Base64 is ASCII, so this is always `Ok`.
+        Ok(len) => std::str::from_utf8(&text[..len]).unwrap_or_default().into(),
+        // Unreachable (24 bytes hold 16 encoded); a longer value is as good.
+        Err(_) => engine.encode(rand::random::<[u8; 16]>()).into(),
+    }
+}
+
+/// Fails with [`Error::Config`] when called outside a tokio runtime whose time driver is
+/// enabled: every call the lock makes is bounded by a timer.
+fn check_time_driver() -> Result<()> {
+    crate::runtime::check()
+}

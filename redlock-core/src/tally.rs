@@ -1,0 +1,325 @@
+//! Counting votes: one node's answer ([`Vote`]), sets of nodes ([`NodeSet`]), and the
+//! votes of one round ([`Tally`]), which decides whether a quorum agreed and, if not, why.
+
+use std::sync::Arc;
+
+use crate::conn::ConnError;
+use crate::error::{Action, Error, NodeError};
+use crate::options::MAX_NODES;
+
+/// One node's answer to one call.
+#[derive(Debug)]
+pub(crate) enum Vote {
+    /// The key holds our value (set, refreshed or deleted as asked).
+    Yes,
+    /// The key is absent.
+    Absent,
+    /// Another value holds the key.
+    Taken,
+    /// The node failed or timed out.
+    Failed(ConnError),
+}
+
+impl Vote {
+    /// Whether the node did not answer in time.
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, Vote::Failed(e) if e.is_timeout())
+    }
+}
+
+/// A set of node indexes below [`MAX_NODES`]; a bitmask, so a round's bookkeeping
+/// allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    /// Nodes `0..nodes`.
+    pub(crate) fn all(nodes: usize) -> Self {
+        match nodes {
+            0 => Self(0),
+            n if n >= MAX_NODES => Self(u64::MAX),
+            n => Self(u64::MAX >> (MAX_NODES - n)),
+        }
+    }
+
+    /// Adds `node`; nodes at or above [`MAX_NODES`] cannot occur (`Options::validate`
+    /// refuses more nodes) and are ignored.
+    pub(crate) fn insert(&mut self, node: usize) {
+        if node < MAX_NODES {
+            self.0 |= 1 << node;
+        }
+    }
+
+    pub(crate) fn contains(self, node: usize) -> bool {
+        node < MAX_NODES && self.0 & (1 << node) != 0
+    }
+
+    pub(crate) fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The nodes in `self` and not in `other`.
+    pub(crate) fn without(self, other: NodeSet) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// The nodes, in ascending order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_NODES).filter(move |&n| self.contains(n))
+    }
+}
+
+/// What an error about a round names besides its votes.
+pub(crate) struct Subject<'a> {
+    /// The lock's name.
+    pub(crate) lock: &'a Arc<str>,
+    /// What the round was for.
+    pub(crate) action: Action,
+    /// Each node's address, by index.
+    pub(crate) addresses: &'a [Option<Arc<str>>],
+}
+
+/// The votes of one round across all nodes.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    nodes: usize,
+    quorum: usize,
+    answered: NodeSet,
+    yes: NodeSet,
+    taken: NodeSet,
+    errors: Vec<(usize, ConnError)>,
+}
+
+impl Tally {
+    pub(crate) fn new(nodes: usize, quorum: usize) -> Self {
+        Self {
+            nodes,
+            quorum,
+            answered: NodeSet::default(),
+            yes: NodeSet::default(),
+            taken: NodeSet::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, node: usize, vote: Vote) {
+        self.answered.insert(node);
+        match vote {
+            Vote::Yes => self.yes.insert(node),
+            // Counted as answered; nothing else decides on it.
+            Vote::Absent => {}
+            Vote::Taken => self.taken.insert(node),
+            Vote::Failed(error) => self.errors.push((node, error)),
+        }
+    }
+
+    /// The nodes that voted yes.
+    pub(crate) fn yes_nodes(&self) -> NodeSet {
+        self.yes
+    }
+
+    /// The nodes that have answered (or failed).
+    pub(crate) fn answered_nodes(&self) -> NodeSet {
+        self.answered
+    }
+
+    /// The nodes whose key holds another value.
+    pub(crate) fn taken_nodes(&self) -> NodeSet {
+        self.taken
+    }
+
+    /// Whether a quorum said yes.
+    pub(crate) fn reached(&self) -> bool {
+        self.yes.len() >= self.quorum
+    }
+
+    /// Whether the outcome can no longer change: a quorum said yes, or too few nodes are
+    /// left to reach one.
+    pub(crate) fn decided(&self) -> bool {
+        let open = self.nodes - self.answered.len();
+        self.reached() || self.yes.len() + open < self.quorum
+    }
+
+    /// The error for an acquire round that did not reach a quorum: [`Error::Taken`] when
+    /// every node answered and other owners hold a quorum. Takes the node errors out.
+    pub(crate) fn error(&mut self, subject: &Subject<'_>) -> Error {
+        let no_failures = self.errors.is_empty();
+        if no_failures && self.taken.len() >= self.quorum {
+            return self.taken_error(subject);
+        }
+        self.no_quorum(subject)
+    }
+
+    /// The error for an unlock or extend that did not reach a quorum, once every node
+    /// answered: [`Error::Taken`] when another owner holds any node, [`Error::Expired`]
+    /// when the key was simply gone; otherwise [`Error::NoQuorum`].
+    pub(crate) fn held_error(&mut self, subject: &Subject<'_>) -> Error {
+        match (self.errors.is_empty(), self.taken.is_empty()) {
+            (true, false) => self.taken_error(subject),
+            (true, true) => Error::Expired {
+                lock: subject.lock.clone(),
+                action: subject.action,
+            },
+            (false, _) => self.no_quorum(subject),
+        }
+    }
+
+    fn taken_error(&self, subject: &Subject<'_>) -> Error {
+        Error::Taken {
+            lock: subject.lock.clone(),
+            action: subject.action,
+            nodes: self.taken.iter().collect(),
+            total: self.nodes,
+        }
+    }
+
+    fn no_quorum(&mut self, subject: &Subject<'_>) -> Error {
+        let mut errors: Vec<NodeError> = std::mem::take(&mut self.errors)
+            .into_iter()
+            .map(|(node, error)| NodeError {
+                node,
+                address: subject.addresses.get(node).cloned().flatten(),
+                error,
+            })
+            .collect();
+        errors.sort_unstable_by_key(|e| e.node);
+        Error::NoQuorum {
+            lock: subject.lock.clone(),
+            action: subject.action,
+            total: self.nodes,
+            agreed: self.yes.len(),
+            quorum: self.quorum,
+            taken: self.taken.iter().collect(),
+            errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnErrorKind;
+    use crate::validity::majority;
+    use proptest::prelude::*;
+
+    fn tally_of(nodes: usize, quorum: usize, votes: &[u8]) -> Tally {
+        let mut t = Tally::new(nodes, quorum);
+        for (i, v) in votes.iter().enumerate() {
+            let vote = match v % 4 {
+                0 => Vote::Yes,
+                1 => Vote::Absent,
+                2 => Vote::Taken,
+                _ => Vote::Failed(ConnError::new(ConnErrorKind::Connection, "down")),
+            };
+            t.add(i, vote);
+        }
+        t
+    }
+
+    fn subject(addresses: &[Option<Arc<str>>]) -> Subject<'_> {
+        static LOCK: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "l".into());
+        Subject {
+            lock: &LOCK,
+            action: Action::Acquire,
+            addresses,
+        }
+    }
+
+    #[test]
+    fn node_sets_cover_all_sixty_four_nodes() {
+        assert_eq!(NodeSet::all(0).len(), 0);
+        assert_eq!(NodeSet::all(1).iter().collect::<Vec<_>>(), [0]);
+        assert_eq!(NodeSet::all(5).iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(NodeSet::all(MAX_NODES).len(), MAX_NODES);
+        assert_eq!(NodeSet::all(MAX_NODES + 7), NodeSet::all(MAX_NODES));
+        let mut set = NodeSet::default();
+        for node in [63, 0, 31, 32, 63] {
+            set.insert(node);
+        }
+        set.insert(MAX_NODES);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 31, 32, 63]);
+        assert!(set.contains(63) && !set.contains(1) && !set.contains(MAX_NODES));
+        let rest = NodeSet::all(MAX_NODES).without(set);
+        assert_eq!(rest.len(), MAX_NODES - 4);
+        assert!(!rest.contains(32) && rest.contains(33));
+    }
+
+    #[test]
+    fn all_taken_is_taken_and_mixed_is_no_quorum() {
+        let s = subject(&[]);
+        let err = tally_of(3, 2, &[2, 2, 2]).error(&s);
+        assert!(matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0, 1, 2]));
+        let err = tally_of(3, 2, &[2, 3, 0]).error(&s);
+        assert!(
+            err.is_no_quorum() && !err.is_taken(),
+            "a down node could have made it"
+        );
+        assert_eq!(err.node_errors().len(), 1);
+        assert_eq!(err.node_errors()[0].node, 1);
+        let err = tally_of(3, 2, &[2, 2, 3]).error(&s);
+        assert!(
+            err.is_no_quorum() && err.is_taken(),
+            "no quorum possible without the taken"
+        );
+        let err = tally_of(5, 3, &[2, 3, 3, 3, 0]).error(&s);
+        assert!(!err.is_taken(), "one taken node, three down");
+    }
+
+    #[test]
+    fn node_errors_carry_their_addresses() {
+        let addresses = [Some("a:1".into()), None];
+        let err = tally_of(2, 2, &[3, 3]).error(&subject(&addresses));
+        let names: Vec<String> = err.node_errors().iter().map(NodeError::name).collect();
+        assert_eq!(names, ["a:1", "node 1"]);
+    }
+
+    #[test]
+    fn held_error_names_what_every_node_said() {
+        let s = subject(&[]);
+        assert!(tally_of(3, 2, &[1, 1, 0]).held_error(&s).is_expired());
+        assert!(tally_of(3, 2, &[1, 3, 0]).held_error(&s).is_no_quorum());
+        assert!(matches!(
+            tally_of(3, 2, &[2, 2, 1]).held_error(&s),
+            Error::Taken { .. }
+        ));
+        // One node ours, one taken by another owner, one empty: the lock was lost to
+        // another owner, not merely expired.
+        assert!(matches!(
+            tally_of(3, 2, &[0, 2, 1]).held_error(&s),
+            Error::Taken { ref nodes, .. } if nodes == &[1]
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decided_is_final(nodes in 1usize..=7, votes in proptest::collection::vec(0u8..4, 7)) {
+            let quorum = majority(nodes);
+            let mut t = Tally::new(nodes, quorum);
+            let mut verdict = None;
+            for (i, v) in votes[..nodes].iter().enumerate() {
+                t.add(i, if v % 4 == 0 { Vote::Yes } else { Vote::Taken });
+                if t.decided() && verdict.is_none() {
+                    verdict = Some(t.reached());
+                }
+            }
+            prop_assert!(t.decided());
+            prop_assert_eq!(verdict, Some(t.reached()));
+        }
+
+        #[test]
+        fn reached_means_a_quorum_said_yes(
+            nodes in 1usize..=7,
+            raise in 0usize..4,
+            votes in proptest::collection::vec(0u8..4, 7),
+        ) {
+            let quorum = (majority(nodes) + raise).min(nodes);
+            let tally = tally_of(nodes, quorum, &votes[..nodes]);
+            let yes = votes[..nodes].iter().filter(|v| *v % 4 == 0).count();
+            prop_assert_eq!(tally.reached(), yes >= quorum);
+        }
+    }
+}
