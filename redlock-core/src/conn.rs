@@ -5,7 +5,7 @@
 //! The traits use [`async_trait`] rather than native `async fn` in traits. Native
 //! async trait methods are not `dyn`-compatible, and this project wants one lock to
 //! span nodes reached through different clients (say two nodes on `redis` and one on
-//! `fred`); `async-trait` makes `dyn Pool` work (see [`BoxPool`](crate::BoxPool)). The
+//! `fred`); `async-trait` makes `dyn Pool` work (see `BoxPool`). The
 //! price is a boxed future per call: measured, about 200 instructions and one allocation
 //! each, a few per cent of a lock's client CPU (`bench/RESULTS.md`). [`Pool::get_now`]
 //! lets a driver whose connections are at hand skip the box of `get`, which leaves one

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -15,155 +14,10 @@ use rand::seq::SliceRandom;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep, timeout_at};
 
-use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
-use crate::health::Health;
-use crate::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
+use crate::call::{Call, timed_out, vote, vote_within};
+use crate::conn::{ConnError, ConnErrorKind, Pool};
+use crate::nodes::Nodes;
 use crate::tally::{NodeSet, Tally, Vote};
-
-/// The nodes of one lock manager, shared by every lock it makes: each node's pool, its
-/// address for messages, and its health.
-pub(crate) struct Nodes<P> {
-    pools: Box<[P]>,
-    addresses: Box<[Option<Arc<str>>]>,
-    health: Box<[Health]>,
-}
-
-impl<P: Pool> Nodes<P> {
-    pub(crate) fn new(pools: Vec<P>) -> Self {
-        let addresses = pools.iter().map(|p| p.address().map(Arc::from)).collect();
-        let health = pools.iter().map(|_| Health::default()).collect();
-        Self {
-            pools: pools.into(),
-            addresses,
-            health,
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.pools.len()
-    }
-
-    /// Each node's address, by index.
-    pub(crate) fn addresses(&self) -> &[Option<Arc<str>>] {
-        &self.addresses
-    }
-
-    /// Notes how a call to `node` ended, and replaces the node's connection once it has
-    /// gone silent.
-    fn observe(&self, node: usize, vote: &Vote) {
-        let (Some(health), Some(pool)) = (self.health.get(node), self.pools.get(node)) else {
-            return;
-        };
-        if health.record(vote.is_timeout()) {
-            // A pool that cannot reconnect keeps its connection; nothing else to do.
-            pool.reconnect();
-        }
-    }
-}
-
-/// A call's tag: a number no other call of this process carries, in hex. The scripts
-/// return it on success, so that a late reply to another call is never read as this
-/// call's success.
-struct Tag {
-    text: [u8; 16],
-    len: usize,
-}
-
-impl Tag {
-    fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let len = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-        let mut text = [0u8; 16];
-        for (i, digit) in text[..len].iter_mut().enumerate() {
-            let nibble = (n >> (4 * (len - 1 - i))) & 0xf;
-            *digit = b"0123456789abcdef"[nibble as usize];
-        }
-        Self { text, len }
-    }
-
-    fn as_str(&self) -> &str {
-        // Hex digits are ASCII, so this is always `Ok`.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
-    }
-}
-
-/// What a call asks of the key.
-enum Op {
-    /// Set or refresh it with this TTL (the script's argument), as `mode` allows.
-    Lock { ttl_ms: Arc<str>, mode: LockMode },
-    /// Delete it if it holds our value.
-    Unlock,
-}
-
-/// One script call, the same for every node, with the nodes to send it to (so that a
-/// fan-out's node calls share one handle on them instead of one each).
-pub(crate) struct Call<P> {
-    nodes: Arc<Nodes<P>>,
-    key: Arc<str>,
-    value: Arc<str>,
-    op: Op,
-    tag: Tag,
-}
-
-impl<P: Pool> Call<P> {
-    /// Sets or refreshes `key` on `nodes` with the TTL `ttl_ms`, as `mode` allows.
-    pub(crate) fn lock(
-        nodes: Arc<Nodes<P>>,
-        key: Arc<str>,
-        value: Arc<str>,
-        ttl_ms: Arc<str>,
-        mode: LockMode,
-    ) -> Self {
-        let op = Op::Lock { ttl_ms, mode };
-        let tag = Tag::next();
-        Self {
-            nodes,
-            key,
-            value,
-            op,
-            tag,
-        }
-    }
-
-    /// Deletes `key` on `nodes` if it holds `value`.
-    pub(crate) fn unlock(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>) -> Self {
-        let (op, tag) = (Op::Unlock, Tag::next());
-        Self {
-            nodes,
-            key,
-            value,
-            op,
-            tag,
-        }
-    }
-
-    async fn run(&self, node: usize) -> Result<Reply, ConnError> {
-        let Some(pool) = self.nodes.pools.get(node) else {
-            return Err(ConnError::new(ConnErrorKind::Other, "no such node"));
-        };
-        let mut conn = match pool.get_now() {
-            Some(conn) => conn,
-            None => pool.get().await?,
-        };
-        let (keys, value, tag) = ([&*self.key], &*self.value, self.tag.as_str());
-        match &self.op {
-            Op::Lock { ttl_ms, mode } => {
-                let args = LockArgs {
-                    value,
-                    ttl_ms,
-                    mode: *mode,
-                    tag,
-                };
-                run_script(&mut conn, &LOCK, &keys, &args.argv()).await
-            }
-            Op::Unlock => {
-                let args = UnlockArgs { value, tag }.argv();
-                run_script(&mut conn, &UNLOCK, &keys, &args).await
-            }
-        }
-    }
-}
 
 /// How one fan-out runs.
 #[derive(Debug, Clone, Copy)]
@@ -188,43 +42,9 @@ impl Plan {
     }
 }
 
-/// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
-async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
-    let reply = call.run(node).await;
-    read_vote(reply, call.tag.as_str())
-}
-
-/// [`vote`] bounded by `timeout`, for calls made one by one (releases).
-async fn vote_within<P: Pool>(call: Arc<Call<P>>, node: usize, timeout: Duration) -> Vote {
-    let nodes = call.nodes.clone();
-    let voted = tokio::time::timeout(timeout, vote(call, node)).await;
-    let vote = voted.unwrap_or_else(|_| timed_out(timeout));
-    nodes.observe(node, &vote);
-    vote
-}
-
-fn timed_out(timeout: Duration) -> Vote {
-    let message = format!("no answer within {timeout:?}");
-    Vote::Failed(ConnError::new(ConnErrorKind::Timeout, message))
-}
-
 fn cut_by_deadline() -> Vote {
     let message = "no answer before the caller's deadline";
     Vote::Failed(ConnError::new(ConnErrorKind::Timeout, message))
-}
-
-fn read_vote(reply: Result<Reply, ConnError>, tag: &str) -> Vote {
-    let mismatch = |what: String| Vote::Failed(ConnError::new(ConnErrorKind::Protocol, what));
-    match reply {
-        Ok(Reply::Data(echo)) if echo == tag.as_bytes() => Vote::Yes,
-        Ok(Reply::Int(0)) => Vote::Absent,
-        Ok(Reply::Int(-1)) => Vote::Taken,
-        Ok(Reply::Data(_) | Reply::Int(1)) => mismatch(
-            "the reply belongs to another call: the connection handed a late reply on".into(),
-        ),
-        Ok(other) => mismatch(format!("unexpected script reply {other:?}")),
-        Err(e) => Vote::Failed(e),
-    }
 }
 
 /// The node calls of a fan-out still in flight, each with its node.
@@ -312,7 +132,7 @@ pub(crate) async fn fan_out<P: Pool>(
     if let Some(caller) = plan.deadline.filter(|&d| d < deadline) {
         timer.as_mut().reset(caller);
     }
-    let nodes = call.nodes.clone();
+    let nodes = call.nodes().clone();
     let mut calls: Calls<_> = (0..nodes.len())
         .map(|node| (node, Box::pin(vote(call.clone(), node))))
         .collect();
@@ -426,36 +246,4 @@ pub(crate) async fn finish(in_flight: &mut InFlight) {
 fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) -> InFlight {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     Some(handle.spawn(task))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_are_distinct_hex() {
-        let tags: Vec<String> = (0..100).map(|_| Tag::next().as_str().to_owned()).collect();
-        let mut unique = tags.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), tags.len());
-        assert!(
-            tags.iter()
-                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        );
-    }
-
-    #[test]
-    fn only_the_calls_own_tag_is_a_yes() {
-        assert!(matches!(
-            read_vote(Ok(Reply::Data(b"1f".to_vec())), "1f"),
-            Vote::Yes
-        ));
-        assert!(matches!(read_vote(Ok(Reply::Int(0)), "1f"), Vote::Absent));
-        assert!(matches!(read_vote(Ok(Reply::Int(-1)), "1f"), Vote::Taken));
-        for stale in [Reply::Data(b"1e".to_vec()), Reply::Int(1), Reply::Nil] {
-            let vote = read_vote(Ok(stale), "1f");
-            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
-        }
-    }
 }

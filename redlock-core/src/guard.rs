@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::Result;
 use crate::fan_out::InFlight;
-use crate::options::Ttl;
 use crate::round::{Held, Target};
+use crate::settings::{Settings, Ttl};
 
 /// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
 ///
@@ -114,7 +114,7 @@ impl<P: Pool> Guard<P> {
     /// As [`Guard::extend`].
     pub async fn extend_to(&mut self, expiry: Duration) -> Result<()> {
         let options = self.target.settings().options.clone().expiry(expiry);
-        let checked = options.validate(self.target.node_count())?;
+        let checked = Settings::new(&options, self.target.node_count())?;
         self.extend_by(&checked.ttl, checked.drift).await
     }
 

@@ -43,14 +43,16 @@
 //   (`lease`) and waiting for a release (`wait`) belong here.
 // - Rounds: `round`, one lock's target and the rounds made on it (acquire attempt and
 //   retries, extend, unlock, cleanup, the value, the retry delay).
-// - Mechanics: `fan_out` (one call to every node under one timer), `tally` (counting
-//   votes), `validity` (pure timing maths), `health` (replacing silent connections).
+// - Mechanics: `fan_out` (one call to every node under one timer), `call` (one script call
+//   and how a reply is read), `nodes` (a manager's nodes), `tally` (counting votes),
+//   `validity` (pure timing maths), `health` (replacing silent connections).
 //   Fencing tokens (`fence`) belong here.
 // - Seam: `conn` (`Pool`, `Conn` and their contract), `boxed` (type-erased pools),
 //   `scripts` (the Lua scripts, their modes and argument layout).
-// - Support: `options`, `error`, `runtime` (what the lock needs of tokio), `memory` (the
+// - Support: `options` (the builder), `settings` (options checked for a node count), `error`, `runtime` (what the lock needs of tokio), `memory` (the
 //   in-memory node for tests and doctests).
 mod boxed;
+mod call;
 mod conn;
 mod error;
 mod fan_out;
@@ -58,11 +60,13 @@ mod guard;
 mod health;
 pub mod memory;
 mod mutex;
+mod nodes;
 mod options;
 mod redlock;
 mod round;
 mod runtime;
 pub mod scripts;
+mod settings;
 mod tally;
 pub mod validity;
 

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
 use crate::validity;
 
 /// Default expiry of a lock: 8 s.
@@ -280,97 +279,6 @@ impl Options {
             ValueSource::Random | ValueSource::Generator(_) => None,
         }
     }
-
-    /// Checks the options for `nodes` nodes and derives the values the algorithm uses.
-    pub(crate) fn validate(&self, nodes: usize) -> Result<Settings> {
-        if nodes == 0 {
-            return Err(Error::config("at least one node is required"));
-        }
-        if nodes > MAX_NODES {
-            return Err(Error::config(format!(
-                "at most {MAX_NODES} nodes are supported, got {nodes}"
-            )));
-        }
-        let quorum = self.check_quorum(nodes)?;
-        let ttl = Ttl::new(self.check_expiry()?);
-        self.check_retry()?;
-        if let ValueSource::Fixed(v) = &self.value
-            && v.is_empty()
-        {
-            return Err(Error::config("lock value must not be empty"));
-        }
-        let drift = validity::drift(ttl.duration(), self.drift_factor);
-        if drift >= ttl.duration() {
-            return Err(Error::config(format!(
-                "expiry {:?} does not exceed the clock drift allowance {drift:?}",
-                self.expiry
-            )));
-        }
-        let node_timeout = self.expiry.mul_f64(self.timeout_factor);
-        if node_timeout < Duration::from_millis(1) {
-            return Err(Error::config(
-                "per-node timeout (expiry x timeout factor) is under 1 ms",
-            ));
-        }
-        Ok(Settings {
-            options: self.clone(),
-            quorum,
-            ttl,
-            drift,
-            node_timeout,
-        })
-    }
-
-    fn check_quorum(&self, nodes: usize) -> Result<usize> {
-        let majority = validity::majority(nodes);
-        let quorum = self.quorum.unwrap_or(majority);
-        if quorum < majority || quorum > nodes {
-            return Err(Error::config(format!(
-                "quorum {quorum} is outside {majority}..={nodes} for {nodes} node(s)"
-            )));
-        }
-        Ok(quorum)
-    }
-
-    fn check_expiry(&self) -> Result<u64> {
-        if self.expiry.is_zero() {
-            return Err(Error::config("expiry must be greater than zero"));
-        }
-        if self.expiry > MAX_EXPIRY {
-            return Err(Error::config("expiry must be at most 365 days"));
-        }
-        let ms = u64::try_from(self.expiry.as_millis()).unwrap_or(u64::MAX);
-        if ms == 0 {
-            return Err(Error::config("expiry must be at least 1 ms"));
-        }
-        Ok(ms)
-    }
-
-    fn check_retry(&self) -> Result<()> {
-        if self.tries == 0 || self.tries > MAX_TRIES {
-            return Err(Error::config(format!(
-                "tries must be in 1..={MAX_TRIES}, got {}",
-                self.tries
-            )));
-        }
-        for (name, f) in [
-            ("drift", self.drift_factor),
-            ("timeout", self.timeout_factor),
-        ] {
-            let ok = (0.0..1.0).contains(&f) && !(name == "timeout" && f == 0.0);
-            if !ok {
-                return Err(Error::config(format!("{name} factor {f} is out of range")));
-            }
-        }
-        if let RetryDelay::Uniform(min, max) = self.retry_delay
-            && min > max
-        {
-            return Err(Error::config(format!(
-                "minimum retry delay {min:?} exceeds the maximum {max:?}"
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl fmt::Debug for Options {
@@ -385,42 +293,6 @@ impl fmt::Debug for Options {
             .field("recreate_on_extend", &self.recreate_on_extend)
             .field("quorum", &self.quorum)
             .finish_non_exhaustive()
-    }
-}
-
-/// Options checked against a node count, with the derived values.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) options: Options,
-    pub(crate) quorum: usize,
-    /// The TTL the nodes are sent; validity is counted from it, not from the expiry.
-    pub(crate) ttl: Ttl,
-    /// The drift allowance for `ttl`.
-    pub(crate) drift: Duration,
-    pub(crate) node_timeout: Duration,
-}
-
-/// A TTL as the nodes get it: whole milliseconds, formatted once as the script argument.
-#[derive(Clone, Debug)]
-pub(crate) struct Ttl {
-    ms: u64,
-    arg: Arc<str>,
-}
-
-impl Ttl {
-    fn new(ms: u64) -> Self {
-        let arg = ms.to_string().into();
-        Self { ms, arg }
-    }
-
-    /// The TTL as a duration.
-    pub(crate) fn duration(&self) -> Duration {
-        Duration::from_millis(self.ms)
-    }
-
-    /// The TTL as the script's argument.
-    pub(crate) fn arg(&self) -> &Arc<str> {
-        &self.arg
     }
 }
 

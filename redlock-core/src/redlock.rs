@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use crate::conn::Pool;
 use crate::error::{Error, Result};
-use crate::fan_out::Nodes;
 use crate::guard::Guard;
 use crate::mutex::Mutex;
-use crate::options::{Options, Settings};
+use crate::nodes::Nodes;
+use crate::options::Options;
 use crate::round::Target;
+use crate::settings::Settings;
 
 /// A lock manager over N independent Redis masters, one [`Pool`] per node.
 ///
@@ -75,7 +76,7 @@ impl<P: Pool> Redlock<P> {
     /// [`Error::Config`] when `pools` is empty or has more than
     /// [`MAX_NODES`](crate::MAX_NODES) pools, or an option is out of range.
     pub fn with_options(pools: Vec<P>, options: Options) -> Result<Self> {
-        let settings = Arc::new(options.validate(pools.len())?);
+        let settings = Arc::new(Settings::new(&options, pools.len())?);
         Ok(Self {
             nodes: Arc::new(Nodes::new(pools)),
             settings,
@@ -107,7 +108,7 @@ impl<P: Pool> Redlock<P> {
     ///
     /// [`Error::Config`] when `name` is empty or an option is out of range.
     pub fn mutex_with(&self, name: &str, options: Options) -> Result<Mutex<P>> {
-        let settings = Arc::new(options.validate(self.nodes.len())?);
+        let settings = Arc::new(Settings::new(&options, self.nodes.len())?);
         self.named(name, settings)
     }
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::time::Instant;
 
+use crate::call::Call;
 use crate::conn::Pool;
 use crate::error::{Action, Error, Result};
-use crate::fan_out::{
-    Call, InFlight, Nodes, Plan, Release, fan_out, finish, release_in_background, release_on,
-};
-use crate::options::{RetryDelay, Settings, Ttl, ValueSource};
+use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background, release_on};
+use crate::nodes::Nodes;
+use crate::options::{RetryDelay, ValueSource};
 use crate::scripts::LockMode;
+use crate::settings::{Settings, Ttl};
 use crate::tally::{NodeSet, Subject, Tally};
 use crate::validity::validity;
 
