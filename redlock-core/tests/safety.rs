@@ -1,6 +1,8 @@
-//! Mutual exclusion under the subtle paths a reviewer found: fail-fast retries, extends
-//! that shorten the TTL, and handing a lock over by value. Each test ends by asking a
-//! second contender for the lock while the first guard still claims validity.
+//! Mutual exclusion on the subtle paths: fail-fast retries, extends that shorten the TTL,
+//! handing a lock over by value, values that repeat, and pools that break the `Pool`
+//! contract (commands delivered out of order, late replies handed to later calls). Each
+//! test ends by asking a second contender for the lock while the first guard still claims
+//! validity.
 
 #![allow(clippy::unwrap_used)]
 
@@ -120,4 +122,103 @@ async fn detached_guard_hands_over_without_releasing() {
     assert_exclusive(&pools, heir.is_valid()).await;
     heir.unlock().await.unwrap();
     assert_none_hold(&pools);
+}
+
+/// Two managers whose value generator repeats one string: an acquire only creates keys,
+/// so the second can never take over the first's lock.
+#[tokio::test(start_paused = true)]
+async fn repeating_value_generator_never_gives_two_holders() {
+    let pools = warm_pools(3).await;
+    let same = || fast().tries(1).value_generator(|| "same".to_owned());
+    let first = mutex(&pools, same()).try_lock().await.unwrap();
+    let err = mutex(&pools, same()).try_lock().await.unwrap_err();
+    assert!(err.is_taken(), "{err}");
+    assert_all_hold(&pools, "same");
+    assert_exclusive(&pools, first.is_valid()).await;
+}
+
+/// The cleanup of a failed attempt must not delete a key that only looks like its own: a
+/// repeating generator's value on a node whose reply timed out may be the holder's.
+#[tokio::test(start_paused = true)]
+async fn repeating_value_generator_cleanup_spares_the_holders_keys() {
+    let pools = warm_pools(3).await;
+    let same = || fast().tries(1).value_generator(|| "same".to_owned());
+    pools[2].set_down(true);
+    let first = mutex(&pools, same()).try_lock().await.unwrap(); // holds nodes 0 and 1
+    pools[2].set_down(false);
+    pools[0].set_latency(ms(200)); // the second's call times out there (after "taken")
+    let err = mutex(&pools, same()).try_lock().await.unwrap_err();
+    assert!(err.is_no_quorum(), "{err}");
+    pools[0].set_latency(ms(0));
+    advance(ms(300)).await;
+    assert_eq!(
+        pools[0].get(KEY).as_deref(),
+        Some("same"),
+        "the holder's key"
+    );
+    assert_exclusive(&pools, first.is_valid()).await;
+}
+
+/// A pool of independent connections may deliver a failed attempt's `SET` and its
+/// release after a later attempt's `SET` (breaking contract rule 1). Each attempt's value
+/// is its own and an acquire only creates keys, so neither can touch the later attempt's
+/// key.
+#[tokio::test(start_paused = true)]
+async fn commands_delivered_after_later_ones_never_give_two_holders() {
+    let pools = warm_pools(3).await;
+    occupy(&pools[1..], ms(30));
+    pools[0].set_queueing(true); // holds attempt 1's SET and its release
+    let (zero, two) = (pools[0].clone(), pools[2].clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(120)).await; // between attempt 1 (0-100 ms) and 2 (160 ms)
+        zero.set_queueing(false);
+        two.set_down(true);
+    });
+    let options = fast().tries(2).retry_delay(ms(60), ms(60));
+    let holder = mutex(&pools, options).lock().await.unwrap(); // nodes 0 and 1
+    assert_eq!(values(&pools)[0].as_deref(), Some(holder.value()));
+    pools[0].deliver_queued();
+    pools[2].set_down(false);
+    assert_eq!(values(&pools)[0].as_deref(), Some(holder.value()));
+    assert_exclusive(&pools, holder.is_valid()).await;
+}
+
+/// A connection reused after a timeout hands each call the reply of the call before
+/// (breaking contract rule 2). Every reply must echo its own call's tag, so a late "yes"
+/// is a failed vote, never a vote for the call that reads it.
+#[tokio::test(start_paused = true)]
+async fn late_replies_read_by_later_calls_never_give_two_holders() {
+    let pools = warm_pools(3).await;
+    let theirs: Vec<MemoryPool> = pools.iter().map(MemoryPool::second_client).collect();
+    theirs[0].set_stale_replies(true);
+    theirs[1].set_stale_replies(true);
+    // Their attempt and its release land on nodes 0 and 1, but both replies come too late:
+    // each connection now holds a reply that says "done".
+    pools[0].set_latency(ms(100));
+    pools[1].set_latency(ms(100));
+    let contender = mutex(&theirs, fast().tries(1));
+    assert!(contender.try_lock().await.is_err());
+    pools[0].set_latency(ms(0));
+    pools[1].set_latency(ms(0));
+    let holder = mutex(&pools, fast()).try_lock().await.unwrap();
+    let second = contender.try_lock().await;
+    let late: Vec<_> = second
+        .as_ref()
+        .err()
+        .map(|e| e.node_errors())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| (e.node, e.error.kind()))
+        .collect();
+    assert!(
+        !(holder.is_valid() && second.is_ok()),
+        "two holders: {:?}",
+        values(&pools)
+    );
+    let protocol = redlock_core::ConnErrorKind::Protocol;
+    assert_eq!(
+        late,
+        [(0, protocol), (1, protocol)],
+        "the late replies were read"
+    );
 }

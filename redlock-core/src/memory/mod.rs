@@ -4,65 +4,45 @@
 //! never uses it in place of a real server. Time is tokio's, so tests that pause the clock
 //! (`start_paused = true`) control expiry and latency exactly.
 //!
-//! Besides latency, refusals and hangs, it can break the [`Pool`] contract on purpose, to
-//! show that the core stays safe when a driver does: it can hold commands and deliver them
-//! after later ones ([`MemoryPool::set_queueing`]), and hand a call the reply of an earlier
-//! one that was cut short ([`MemoryPool::set_stale_replies`]).
+//! A [`MemoryPool`] is one client's connection to a node; its clones share both, and
+//! [`MemoryPool::second_client`] connects another client to the same node. Besides
+//! latency, refusals and hangs, it can break the [`Pool`] contract on purpose, to show that
+//! the core stays safe when a driver does: it can hold commands and deliver them after
+//! later ones ([`MemoryPool::set_queueing`]), and hand a call the reply of an earlier one
+//! that was cut short ([`MemoryPool::set_stale_replies`]).
 
-use std::collections::HashMap;
+mod node;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use self::node::{Arrival, Command, Node};
 use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef};
-use crate::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
 
-/// One in-memory node. Clones share the node.
+/// One client's connection to one in-memory node. Clones share both.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryPool {
     node: Arc<Mutex<Node>>,
+    link: Arc<Mutex<Link>>,
     address: Option<Arc<str>>,
 }
 
-/// A command as sent: script, keys and arguments.
-#[derive(Debug, Clone)]
-struct Command {
-    by_sha: bool,
-    script: String,
-    keys: Vec<String>,
-    args: Vec<String>,
-}
-
+/// One client's connection.
 #[derive(Debug, Default)]
-struct Node {
-    data: HashMap<String, (String, Instant)>,
-    scripts_loaded: bool,
-    latency: Duration,
-    transit: Duration,
-    down: bool,
-    hang: bool,
-    failure: Option<(ConnErrorKind, String)>,
-    /// The network swallows every byte (no reply, no reset) while set.
-    swallowing: bool,
-    /// The connection in use went silent and stays so until a reconnect.
-    silent: bool,
+struct Link {
+    /// How many times the network had begun to swallow when this connection was made.
+    seen: u64,
     reconnects: u64,
-    queueing: bool,
-    queued: Vec<Command>,
     stale_replies: bool,
     /// The reply of a call that was cut short, waiting for the next call to read it.
     late_reply: Option<Result<Reply, ConnError>>,
-    calls: u64,
 }
 
-/// What became of a command at the node.
-enum Arrival {
-    /// The node ran it; the reply comes after the latency.
-    Answer(Result<Reply, ConnError>, Duration),
-    /// No reply will ever come.
-    Never,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl MemoryPool {
@@ -80,8 +60,26 @@ impl MemoryPool {
         }
     }
 
+    /// Another client's connection to the same node: it shares the node's data and
+    /// faults, but not this connection's silence, stale replies or reconnects.
+    pub fn second_client(&self) -> Self {
+        let link = Link {
+            seen: self.node().swallows,
+            ..Link::default()
+        };
+        Self {
+            node: self.node.clone(),
+            link: Arc::new(Mutex::new(link)),
+            address: self.address.clone(),
+        }
+    }
+
     fn node(&self) -> MutexGuard<'_, Node> {
-        self.node.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.node)
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        lock(&self.link)
     }
 
     /// Delays every reply by `latency`; the command itself takes effect on arrival (at once,
@@ -115,16 +113,18 @@ impl MemoryPool {
 
     /// Makes the network swallow every command and reply (`true`), without a reset, like
     /// a firewall that drops packets. Healing it (`false`) helps only new connections:
-    /// the connection in use stays silent until [`Pool::reconnect`] replaces it.
+    /// connections made before stay silent until [`Pool::reconnect`] replaces them.
     pub fn set_swallowing(&self, swallowing: bool) {
         let mut node = self.node();
+        if swallowing && !node.swallowing {
+            node.swallows += 1;
+        }
         node.swallowing = swallowing;
-        node.silent |= swallowing;
     }
 
-    /// How many times the core asked this node for a new connection.
+    /// How many times the core asked this connection to reconnect.
     pub fn reconnects(&self) -> u64 {
-        self.node().reconnects
+        self.link().reconnects
     }
 
     /// Holds every command that arrives (`true`) instead of running it; none of them is
@@ -136,17 +136,13 @@ impl MemoryPool {
 
     /// Runs the held commands, in the order they were sent, now.
     pub fn deliver_queued(&self) {
-        let mut node = self.node();
-        for command in std::mem::take(&mut node.queued) {
-            // Nobody waits for these replies.
-            drop(node.apply(&command));
-        }
+        self.node().deliver_queued();
     }
 
-    /// Makes the node's connection hand each call the reply of the call before it when
-    /// that one was cut short (`true`), like a plain connection reused after a timeout.
+    /// Makes this connection hand each call the reply of the call before it when that one
+    /// was cut short (`true`), like a plain connection reused after a timeout.
     pub fn set_stale_replies(&self, stale: bool) {
-        self.node().stale_replies = stale;
+        self.link().stale_replies = stale;
     }
 
     /// Forgets cached scripts, as `SCRIPT FLUSH` or a restart does.
@@ -206,29 +202,9 @@ impl MemoryPool {
         slot.deliver()
     }
 
-    /// Runs, holds or swallows the command at the node now.
     fn arrive(&self, command: Command) -> Result<Arrival, ConnError> {
-        let mut node = self.node();
-        if node.down {
-            let refused = ConnError::new(ConnErrorKind::Connection, "connection refused");
-            return Err(refused);
-        }
-        if node.swallowing || node.silent {
-            return Ok(Arrival::Never);
-        }
-        node.calls += 1;
-        if node.queueing {
-            node.queued.push(command);
-            return Ok(Arrival::Never);
-        }
-        if let Some((kind, message)) = &node.failure {
-            return Err(ConnError::new(*kind, message.clone()));
-        }
-        let reply = node.apply(&command);
-        if node.hang {
-            return Ok(Arrival::Never);
-        }
-        Ok(Arrival::Answer(reply, node.latency))
+        let seen = self.link().seen;
+        self.node().arrive(command, seen)
     }
 
     /// Runs the command after `transit` in a task of its own, so that it lands even when
@@ -247,7 +223,7 @@ impl MemoryPool {
 }
 
 /// A reply on its way back. Dropped before delivery (its call was cut short), it waits on
-/// a node with stale replies for the next call to read it.
+/// a connection with stale replies for the next call to read it.
 struct ReplySlot<'a> {
     pool: &'a MemoryPool,
     reply: Option<Result<Reply, ConnError>>,
@@ -256,10 +232,10 @@ struct ReplySlot<'a> {
 impl ReplySlot<'_> {
     fn deliver(&mut self) -> Result<Reply, ConnError> {
         let own = self.reply.take().unwrap_or(Ok(Reply::Nil));
-        let mut node = self.pool.node();
-        match node.late_reply.take() {
-            Some(late) if node.stale_replies => {
-                node.late_reply = Some(own);
+        let mut link = self.pool.link();
+        match link.late_reply.take() {
+            Some(late) if link.stale_replies => {
+                link.late_reply = Some(own);
                 late
             }
             _ => own,
@@ -272,66 +248,10 @@ impl Drop for ReplySlot<'_> {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        let mut node = self.pool.node();
-        if node.stale_replies {
-            node.late_reply = Some(reply);
+        let mut link = self.pool.link();
+        if link.stale_replies {
+            link.late_reply = Some(reply);
         }
-    }
-}
-
-impl Node {
-    fn apply(&mut self, command: &Command) -> Result<Reply, ConnError> {
-        let known = |s: &crate::scripts::Script| {
-            let text = if command.by_sha { s.sha1() } else { s.source() };
-            text == command.script
-        };
-        if command.by_sha && !self.scripts_loaded {
-            let message = "NOSCRIPT no matching script";
-            return Err(ConnError::new(ConnErrorKind::NoScript, message));
-        }
-        self.scripts_loaded = true;
-        let now = Instant::now();
-        self.data.retain(|_, (_, at)| *at > now);
-        let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
-        let key = command.keys.first().map(String::as_str).unwrap_or_default();
-        if known(&UNLOCK)
-            && let Some(args) = UnlockArgs::parse(&args)
-        {
-            return Ok(self.unlock(key, args));
-        }
-        if known(&LOCK)
-            && let Some(args) = LockArgs::parse(&args)
-            && let Ok(ttl) = args.ttl_ms.parse::<u64>()
-        {
-            return Ok(self.lock(key, args, now + Duration::from_millis(ttl)));
-        }
-        let message = "ERR unknown script or arguments";
-        Err(ConnError::new(ConnErrorKind::Command, message))
-    }
-
-    fn unlock(&mut self, key: &str, args: UnlockArgs<'_>) -> Reply {
-        match self.data.get(key).map(|(v, _)| v.as_str()) {
-            None => Reply::Int(0),
-            Some(v) if v == args.value => {
-                self.data.remove(key);
-                Reply::Data(args.tag.as_bytes().to_vec())
-            }
-            Some(_) => Reply::Int(-1),
-        }
-    }
-
-    fn lock(&mut self, key: &str, args: LockArgs<'_>, until: Instant) -> Reply {
-        let current = self.data.get(key).map(|(v, _)| v.as_str());
-        let refresh = current == Some(args.value) && args.mode != LockMode::CreateOnly;
-        if current.is_some() && !refresh {
-            return Reply::Int(-1);
-        }
-        if current.is_none() && args.mode == LockMode::Refresh {
-            return Reply::Int(0);
-        }
-        let entry = (args.value.to_owned(), until);
-        self.data.insert(key.to_owned(), entry);
-        Reply::Data(args.tag.as_bytes().to_vec())
     }
 }
 
@@ -347,12 +267,13 @@ impl Pool for MemoryPool {
         self.address.as_deref().map(str::to_owned)
     }
 
-    /// A new connection: silent again only if the network still swallows everything.
+    /// A new connection: silent again only while the network swallows everything.
     fn reconnect(&self) -> bool {
-        let mut node = self.node();
-        node.reconnects += 1;
-        node.silent = node.swallowing;
-        node.late_reply = None;
+        let swallows = self.node().swallows;
+        let mut link = self.link();
+        link.seen = swallows;
+        link.reconnects += 1;
+        link.late_reply = None;
         true
     }
 }
@@ -365,13 +286,6 @@ impl Conn for MemoryPool {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
-        let command = Command {
-            by_sha: matches!(script, ScriptRef::Sha1(_)),
-            script: script.text().to_owned(),
-            keys: owned(keys),
-            args: owned(args),
-        };
-        self.run(command).await
+        self.run(Command::new(script, keys, args)).await
     }
 }

@@ -1,0 +1,152 @@
+//! The node itself: its data, its script cache, and the faults that hit every client.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::conn::{ConnError, ConnErrorKind, Reply, ScriptRef};
+use crate::scripts::{LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
+
+/// A command as sent: script, keys and arguments.
+#[derive(Debug, Clone)]
+pub(super) struct Command {
+    by_sha: bool,
+    script: String,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Command {
+    pub(super) fn new(script: ScriptRef<'_>, keys: &[&str], args: &[&str]) -> Self {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            by_sha: matches!(script, ScriptRef::Sha1(_)),
+            script: script.text().to_owned(),
+            keys: owned(keys),
+            args: owned(args),
+        }
+    }
+
+    /// Whether this command runs `script`.
+    fn runs(&self, script: &Script) -> bool {
+        let text = if self.by_sha {
+            script.sha1()
+        } else {
+            script.source()
+        };
+        text == self.script
+    }
+}
+
+/// What became of a command at the node.
+pub(super) enum Arrival {
+    /// The node ran it; the reply comes after the latency.
+    Answer(Result<Reply, ConnError>, Duration),
+    /// No reply will ever come.
+    Never,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Node {
+    pub(super) data: HashMap<String, (String, Instant)>,
+    pub(super) scripts_loaded: bool,
+    pub(super) latency: Duration,
+    pub(super) transit: Duration,
+    pub(super) down: bool,
+    pub(super) hang: bool,
+    pub(super) failure: Option<(ConnErrorKind, String)>,
+    /// The network swallows every byte (no reply, no reset) while set.
+    pub(super) swallowing: bool,
+    /// How many times the network began to swallow: a connection made before the last
+    /// time stays silent, even once the network heals.
+    pub(super) swallows: u64,
+    pub(super) queueing: bool,
+    pub(super) queued: Vec<Command>,
+    pub(super) calls: u64,
+}
+
+impl Node {
+    /// Runs, holds or swallows a command that arrived over a connection made when the
+    /// network had begun to swallow `seen` times.
+    pub(super) fn arrive(&mut self, command: Command, seen: u64) -> Result<Arrival, ConnError> {
+        if self.down {
+            let refused = ConnError::new(ConnErrorKind::Connection, "connection refused");
+            return Err(refused);
+        }
+        if self.swallowing || seen < self.swallows {
+            return Ok(Arrival::Never);
+        }
+        self.calls += 1;
+        if self.queueing {
+            self.queued.push(command);
+            return Ok(Arrival::Never);
+        }
+        if let Some((kind, message)) = &self.failure {
+            return Err(ConnError::new(*kind, message.clone()));
+        }
+        let reply = self.apply(&command);
+        if self.hang {
+            return Ok(Arrival::Never);
+        }
+        Ok(Arrival::Answer(reply, self.latency))
+    }
+
+    /// Runs the held commands, in the order they were sent.
+    pub(super) fn deliver_queued(&mut self) {
+        for command in std::mem::take(&mut self.queued) {
+            // Nobody waits for these replies.
+            drop(self.apply(&command));
+        }
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<Reply, ConnError> {
+        if command.by_sha && !self.scripts_loaded {
+            let message = "NOSCRIPT no matching script";
+            return Err(ConnError::new(ConnErrorKind::NoScript, message));
+        }
+        self.scripts_loaded = true;
+        let now = Instant::now();
+        self.data.retain(|_, (_, at)| *at > now);
+        let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
+        let key = command.keys.first().map(String::as_str).unwrap_or_default();
+        if command.runs(&UNLOCK)
+            && let Some(args) = UnlockArgs::parse(&args)
+        {
+            return Ok(self.unlock(key, args));
+        }
+        if command.runs(&LOCK)
+            && let Some(args) = LockArgs::parse(&args)
+            && let Ok(ttl) = args.ttl_ms.parse::<u64>()
+        {
+            return Ok(self.lock(key, args, now + Duration::from_millis(ttl)));
+        }
+        let message = "ERR unknown script or arguments";
+        Err(ConnError::new(ConnErrorKind::Command, message))
+    }
+
+    fn unlock(&mut self, key: &str, args: UnlockArgs<'_>) -> Reply {
+        match self.data.get(key).map(|(v, _)| v.as_str()) {
+            None => Reply::Int(0),
+            Some(v) if v == args.value => {
+                self.data.remove(key);
+                Reply::Data(args.tag.as_bytes().to_vec())
+            }
+            Some(_) => Reply::Int(-1),
+        }
+    }
+
+    fn lock(&mut self, key: &str, args: LockArgs<'_>, until: Instant) -> Reply {
+        let current = self.data.get(key).map(|(v, _)| v.as_str());
+        let refresh = current == Some(args.value) && args.mode != LockMode::CreateOnly;
+        if current.is_some() && !refresh {
+            return Reply::Int(-1);
+        }
+        if current.is_none() && args.mode == LockMode::Refresh {
+            return Reply::Int(0);
+        }
+        let entry = (args.value.to_owned(), until);
+        self.data.insert(key.to_owned(), entry);
+        Reply::Data(args.tag.as_bytes().to_vec())
+    }
+}
