@@ -237,13 +237,18 @@ impl std::error::Error for Error {
     }
 }
 
-/// The first node error of the most common kind.
+/// The first node error of the most common kind (the earliest kind on a tie, as in the
+/// message).
 fn dominant(errors: &[NodeError]) -> Option<&NodeError> {
     let count = |kind| errors.iter().filter(|e| e.error.kind() == kind).count();
-    errors.iter().max_by_key(|e| {
-        let first = errors.iter().position(|x| x.error.kind() == e.error.kind());
-        (count(e.error.kind()), std::cmp::Reverse(first))
-    })
+    let mut best: Option<(&NodeError, usize)> = None;
+    for e in errors {
+        let n = count(e.error.kind());
+        if best.is_none_or(|(_, most)| n > most) {
+            best = Some((e, n));
+        }
+    }
+    best.map(|(e, _)| e)
 }
 
 impl Error {

@@ -187,3 +187,25 @@ async fn round_just_inside_validity_succeeds() {
     assert_eq!(guard.valid_until(), start + ms(498));
     assert_eq!(guard.remaining(), ms(1));
 }
+
+/// A connection that went silent without a reset (a firewall dropping packets) stays
+/// silent after the network heals. Three timeouts in a row make the core ask for a new
+/// connection, and the node votes again.
+#[tokio::test(start_paused = true)]
+async fn silent_connection_is_replaced_and_the_node_votes_again() {
+    let pools = warm_pools(3).await;
+    let m = mutex(&pools, fast());
+    pools[0].set_swallowing(true);
+    pools[0].set_swallowing(false); // healed, but only for new connections
+    let mut held_by_node_zero = Vec::new();
+    for _ in 0..3 {
+        let guard = m.try_lock().await.unwrap();
+        held_by_node_zero.push(values(&pools)[0].is_some());
+        guard.unlock().await.unwrap();
+    }
+    // Cycle 1: lock and unlock time out on node 0; cycle 2: the lock is the third timeout
+    // in a row, which replaces the connection; cycle 3 locks node 0 again.
+    assert_eq!(held_by_node_zero, [false, false, true]);
+    assert_eq!(pools[0].reconnects(), 1);
+    assert_eq!(pools[1].reconnects(), 0);
+}

@@ -229,3 +229,68 @@ async fn guard_reports_its_name_and_value() {
     assert_eq!((guard.name(), guard.value()), (KEY, "v1"));
     assert_all_hold(&pools, "v1");
 }
+
+/// An unlock that finds the key gone on one node and another owner's on another: the lock
+/// was lost to another owner, which says more than "expired".
+#[tokio::test(start_paused = true)]
+async fn unlock_finding_one_node_taken_and_one_empty_is_taken() {
+    let pools = warm_pools(3).await;
+    let guard = mutex(&pools, fast()).try_lock().await.unwrap();
+    pools[0].set(KEY, OTHER, ms(60_000));
+    pools[1].expire_now(KEY);
+    let err = guard.unlock().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Taken { ref nodes, .. } if nodes == &[0]),
+        "{err:?}"
+    );
+    assert_eq!(values(&pools), [Some(OTHER.to_owned()), None, None]);
+}
+
+/// Redis counts whole milliseconds: an expiry of 10.9 ms sets a 10 ms TTL, and validity is
+/// counted from those 10 ms, in acquire and extend alike.
+#[tokio::test(start_paused = true)]
+async fn validity_counts_from_the_ttl_sent() {
+    let pools = warm_pools(3).await;
+    let expiry = Duration::from_micros(10_900);
+    let options = fast().expiry(expiry).timeout_factor(0.5);
+    let drift = redlock_core::validity::drift(ms(10), 0.01);
+    let start = Instant::now();
+    let mut guard = mutex(&pools, options).try_lock().await.unwrap();
+    assert_eq!(pools[0].ttl(KEY), Some(ms(10)));
+    assert_eq!(guard.valid_until(), start + ms(10) - drift);
+    guard.extend_to(expiry).await.unwrap();
+    assert_eq!(guard.valid_until(), start + ms(10) - drift);
+}
+
+#[tokio::test(start_paused = true)]
+async fn debug_output_never_shows_the_value() {
+    let pools = warm_pools(3).await;
+    let m = mutex(&pools, fast().value("the-takeover-token"));
+    let guard = m.try_lock().await.unwrap();
+    for shown in [
+        format!("{guard:?}"),
+        format!("{m:?}"),
+        format!("{:?}", m.options()),
+    ] {
+        assert!(!shown.contains("the-takeover-token"), "{shown}");
+    }
+    let random = mutex(&pools, fast()).try_lock().await;
+    let err = random.unwrap_err(); // held by the first guard
+    for shown in [format!("{err:?}"), err.to_string()] {
+        assert!(!shown.contains("the-takeover-token"), "{shown}");
+    }
+    assert!(format!("{guard:?}").contains(KEY));
+}
+
+#[tokio::test(start_paused = true)]
+async fn redlock_try_lock_makes_one_attempt() {
+    let pools = warm_pools(3).await;
+    let redlock = manager(&pools, fast().tries(50));
+    let guard = redlock.try_lock(KEY).await.unwrap();
+    let before = calls(&pools);
+    assert!(redlock.try_lock(KEY).await.unwrap_err().is_taken());
+    let after: Vec<u64> = before.iter().map(|c| c + 1).collect();
+    assert_eq!(calls(&pools), after, "one call per node, no retries");
+    assert!(redlock.try_lock("").await.unwrap_err().is_config());
+    guard.unlock().await.unwrap();
+}

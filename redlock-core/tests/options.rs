@@ -203,3 +203,35 @@ async fn defaults_are_those_of_redsync() {
     assert_eq!(redlock.node_count(), 3);
     assert_eq!(redlock.mutex(KEY).unwrap().quorum(), 2);
 }
+
+#[test]
+fn getters_read_back_every_setting() {
+    let options = Options::new()
+        .expiry(ms(1_500))
+        .tries(7)
+        .retry_delay(ms(3), ms(9))
+        .drift_factor(0.02)
+        .timeout_factor(0.1)
+        .fail_fast(true)
+        .shuffle_nodes(true)
+        .recreate_on_extend(true)
+        .quorum(3)
+        .value("v");
+    assert_eq!(options.get_expiry(), ms(1_500));
+    assert_eq!(options.get_tries(), 7);
+    assert_eq!(options.get_retry_delay(), Some((ms(3), ms(9))));
+    assert_eq!(options.get_drift_factor(), 0.02);
+    assert_eq!(options.get_timeout_factor(), 0.1);
+    assert_eq!(options.get_node_timeout(), ms(150));
+    assert_eq!(options.get_drift(), ms(32));
+    assert!(options.get_fail_fast() && options.get_shuffle_nodes());
+    assert!(options.get_recreate_on_extend());
+    assert_eq!(options.get_quorum(), Some(3));
+    assert_eq!(options.get_value(), Some("v"));
+    let custom = Options::new().retry_delay_fn(|_| ms(1));
+    assert_eq!(custom.get_retry_delay(), None);
+    assert_eq!((custom.get_quorum(), custom.get_value()), (None, None));
+    let defaults = Options::new();
+    assert_eq!(defaults.get_node_timeout(), ms(400));
+    assert_eq!(defaults.get_drift(), ms(82));
+}
