@@ -47,13 +47,16 @@
 //   and how a reply is read), `nodes` (a manager's nodes), `tally` (counting votes),
 //   `validity` (pure timing maths), `health` (replacing silent connections).
 //   Fencing tokens (`fence`) belong here.
-// - Seam: `conn` (`Pool`, `Conn` and their contract), `boxed` (type-erased pools),
-//   `scripts` (the Lua scripts, their modes and argument layout).
+// - Seam: `conn` (`Pool`, `Conn` and their contract), `conn_error` (what a driver
+//   reports), `boxed` (type-erased pools),
+//   `scripts` (the Lua scripts, their modes and argument layout), `url` (URLs in
+//   messages without their secrets).
 // - Support: `options` (the builder), `settings` (options checked for a node count), `error`, `runtime` (what the lock needs of tokio), `memory` (the
 //   in-memory node for tests and doctests).
 mod boxed;
 mod call;
 mod conn;
+mod conn_error;
 mod error;
 mod fan_out;
 mod guard;
@@ -68,6 +71,7 @@ mod runtime;
 pub mod scripts;
 mod settings;
 mod tally;
+mod url;
 pub mod validity;
 
 pub use boxed::{BoxConn, BoxPool, PoolExt};
@@ -82,6 +86,7 @@ pub use options::{
 pub use redlock::Redlock;
 pub use scripts::Script;
 pub use tokio::time::Instant;
+pub use url::redact_url;
 
 /// Compile-time checks that the public futures and handles can cross threads.
 #[allow(dead_code)]

@@ -27,8 +27,10 @@
 //! for itself, and runs every call on a clone of it: a lock cycle costs exactly its own
 //! commands. Keeping the connection checked out (rather than cloning it and handing it
 //! back) means no one else can put a blocking command (`BLPOP`) in front of a lock call.
-//! When a call fails on a broken connection, the connection goes back to the pool, whose
-//! recycling then drops it, and the next call checks out a fresh one.
+//! When a call fails on a broken connection, or the lock finds the node silent (see
+//! [`Pool::reconnect`]), the connection is taken out of the pool for good, and the next
+//! call checks out a fresh one. [`DeadpoolPool::from_url`]'s connections set
+//! `TCP_NODELAY`, TCP keepalive and (on Linux) `TCP_USER_TIMEOUT`.
 //!
 //! Checkouts are bounded: a pool without a wait timeout is asked without waiting, so an
 //! exhausted pool is a failed vote ([`ConnErrorKind::PoolExhausted`]) rather than a hang,
@@ -40,11 +42,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 pub use deadpool_redis;
-use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
-use redlock_redis_rs::query_script;
+use redlock_redis_rs::{node_address, query_script, tcp_settings};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -61,6 +63,7 @@ pub const URL_TIMEOUTS: Timeouts = Timeouts {
 pub struct DeadpoolPool {
     pool: deadpool_redis::Pool,
     pinned: Arc<AsyncMutex<Pinned>>,
+    address: Option<String>,
 }
 
 /// The connection this node's calls run on, and a count that tells replacements apart.
@@ -75,6 +78,7 @@ struct Pinned {
 impl std::fmt::Debug for DeadpoolPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeadpoolPool")
+            .field("address", &self.address)
             .field("status", &self.pool.status())
             .finish_non_exhaustive()
     }
@@ -84,10 +88,23 @@ impl DeadpoolPool {
     /// A node reached through `pool`, of which it keeps one connection checked out.
     ///
     /// Nothing is sent until the first lock call. If the pool has no wait timeout, this
-    /// driver's checkouts do not wait for a free connection.
+    /// driver's checkouts do not wait for a free connection. Name the node in errors with
+    /// [`DeadpoolPool::with_address`].
     pub fn new(pool: deadpool_redis::Pool) -> Self {
         let pinned = Arc::new(AsyncMutex::new(Pinned::default()));
-        Self { pool, pinned }
+        let address = None;
+        Self {
+            pool,
+            pinned,
+            address,
+        }
+    }
+
+    /// Names the node `address` in errors (`host:port`; never put credentials in it).
+    #[must_use]
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`), on a new tokio pool with
@@ -96,21 +113,28 @@ impl DeadpoolPool {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the URL is malformed.
+    /// [`Error::Config`] when the URL is malformed (the message names it without its
+    /// credentials).
     pub fn from_url(url: &str) -> Result<Self> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url)))
+        };
+        let info = url.into_connection_info().map_err(|e| invalid(&e))?;
+        let address = node_address(info.addr());
+        let tcp = tcp_settings(info.tcp_settings());
         // No response timeout: the lock bounds every call with its own per-node timeout,
         // and redis's default of 500 ms would cut calls short of a longer one.
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(None);
-        let manager = Manager::new_with_config(url, connection)
-            .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
+        let manager = Manager::new_with_config(info.set_tcp_settings(tcp), connection)
+            .map_err(|e| invalid(&e))?;
         let pool = deadpool_redis::Pool::builder(manager)
             .timeouts(URL_TIMEOUTS)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build a deadpool pool: {e}")))?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool).with_address(address))
     }
 
     /// One node per URL, in order.
@@ -169,6 +193,28 @@ impl Pool for DeadpoolPool {
         let conn = pinned.conn.as_ref()?;
         Some(self.hand_out(conn, pinned.generation))
     }
+
+    fn address(&self) -> Option<String> {
+        self.address.clone()
+    }
+
+    /// Takes the pinned connection out of the pool for good; the next call checks out a
+    /// new one. Does nothing (and says so) while a checkout holds the connection slot.
+    fn reconnect(&self) -> bool {
+        let Ok(mut pinned) = self.pinned.try_lock() else {
+            return false;
+        };
+        discard(pinned.conn.take());
+        true
+    }
+}
+
+/// Takes `conn` out of its pool for good, instead of handing it back to be recycled (a
+/// broken or silent connection would fail its recycle `PING` only after a timeout).
+fn discard(conn: Option<deadpool_redis::Connection>) {
+    if let Some(conn) = conn {
+        drop(deadpool_redis::Connection::take(conn));
+    }
 }
 
 impl DeadpoolPool {
@@ -198,14 +244,14 @@ impl std::fmt::Debug for DeadpoolConn {
 }
 
 impl DeadpoolConn {
-    /// Hands a broken connection back to the pool, unless it was replaced already.
+    /// Takes a broken connection out of the pool, unless it was replaced already.
     async fn check(&self, result: Result<Reply, ConnError>) -> Result<Reply, ConnError> {
         if let Err(e) = &result
             && e.kind() == ConnErrorKind::Connection
         {
             let mut pinned = self.pinned.lock().await;
             if pinned.generation == self.generation {
-                pinned.conn = None;
+                discard(pinned.conn.take());
             }
         }
         result

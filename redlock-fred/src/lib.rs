@@ -23,17 +23,23 @@
 //!
 //! [`FredPool`] wraps a fred [`Client`], one multiplexed connection that fred reconnects
 //! in the background (a lock's few small commands need no fred `Pool`). Every call is
-//! sent with fred's per-command `fail_fast`: made while the node is down, it fails at once
-//! (a failed vote) instead of being buffered; in flight when the connection drops, it
-//! fails instead of being replayed after the reconnect. A late vote is worthless, and the
-//! lock retries by itself. Calls go through fred's `custom` command, because fred ignores
-//! per-call options on `evalsha`; the lock bounds each call with its per-node timeout.
-//! Only while a connection attempt is under way, or before the first one has ended, does a
-//! call wait for its outcome, so that a lock taken right after building does not find
-//! every node "down".
+//! sent with fred's per-command `fail_fast` and a single write attempt: made while the
+//! node is down, it fails at once (a failed vote) instead of being buffered; in flight
+//! when the connection drops or is replaced, it fails instead of being replayed on the
+//! next connection. A late vote is worthless, and the lock retries by itself. Calls go
+//! through fred's `custom` command, because fred ignores per-call options on `evalsha`;
+//! the lock bounds each call with its per-node timeout. Only while a connection attempt
+//! is under way, or before the first one has ended, does a call wait for its outcome, so
+//! that a lock taken right after building does not find every node "down".
+//!
+//! While fred cannot connect, a call fails with the reason fred last gave (refused
+//! credentials say so, and stop the lock's retries at once), not a bare "not connected".
+//! When the lock sees the node stay silent, the pool asks fred for a new connection
+//! ([`Pool::reconnect`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+// `Mutex` would shadow the re-exported `redlock_core::Mutex`.
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,25 +47,37 @@ pub use fred;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, EventInterface};
-use fred::types::config::{Config, Options as CallOptions, ReconnectPolicy};
+use fred::socket2::TcpKeepalive;
+use fred::types::config::{Config, Options as CallOptions, ReconnectPolicy, Server, ServerConfig};
 use fred::types::{Builder, ClientState, ClusterHash, ConnectHandle, CustomCommand, Value};
 pub use redlock_core::*;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::task::JoinHandle;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a forced reconnect may take before this pool stops waiting for it (fred
+/// itself waits for a node that is down).
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One Redis node reached through fred. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FredPool {
     client: Client,
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     /// Set once a connection attempt has succeeded or failed; before that, calls wait.
     settled: AtomicBool,
     /// The connection task of a client this crate built; aborted when the last clone drops.
     task: Option<ConnectHandle>,
+    address: Option<String>,
+    /// fred's connection errors, read to tell why the node is not connected.
+    errors: StdMutex<Receiver<(FredError, Option<Server>)>>,
+    last_error: StdMutex<Option<FredError>>,
+    /// The reconnect this pool asked fred for, while under way.
+    reconnecting: StdMutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Shared {
@@ -68,6 +86,23 @@ impl Drop for Shared {
         if let Some(task) = &self.task {
             task.abort();
         }
+        if let Some(task) = lock(&self.reconnecting).take() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &StdMutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for FredPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client's config: it holds the password.
+        f.debug_struct("FredPool")
+            .field("address", &self.shared.address)
+            .field("state", &self.client.state())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,20 +112,22 @@ impl FredPool {
     /// Give the client a [`ReconnectPolicy`] so that a restarted node is used again, and
     /// keep blocking commands (`BLPOP`) off it: they would hold up the lock's calls.
     pub fn new(client: Client) -> Self {
-        Self::with_task(client, None)
+        let errors = client.error_rx();
+        Self::build(client, None, errors)
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`), connected in the background.
     ///
-    /// The client reconnects forever, backing off from 10 ms to 1 s, with 1 s per attempt
-    /// and `TCP_NODELAY`. A node that is down now does not make this fail; it counts as a
-    /// failed vote until it is reachable.
+    /// The client reconnects forever, backing off from 10 ms to 1 s, with 1 s per attempt,
+    /// `TCP_NODELAY` and TCP keepalive (after 10 s idle, every 5 s). A node that is down
+    /// now does not make this fail; it counts as a failed vote until it is reachable.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the URL is malformed, is not `redis://` or
-    /// `redis-sentinel://` (for TLS, build a TLS client and use [`FredPool::new`]; a cluster
-    /// is not one Redlock node), or when called outside a tokio runtime.
+    /// [`Error::Config`] when the URL is malformed (the message names it without its
+    /// credentials), is not `redis://` or `redis-sentinel://` (for TLS, build a TLS client
+    /// and use [`FredPool::new`]; a cluster is not one Redlock node), or when called
+    /// outside a tokio runtime.
     pub fn from_url(url: &str) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
@@ -98,8 +135,8 @@ impl FredPool {
             ));
         }
         check_scheme(url)?;
-        let config =
-            Config::from_url(url).map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
+        let config = Config::from_url(url)
+            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         let client = Builder::from_config(config)
             // Retry the first connection in the background instead of failing `init`.
             .with_config(|c| c.fail_fast = false)
@@ -107,12 +144,18 @@ impl FredPool {
                 c.connection_timeout = CONNECT_TIMEOUT;
                 c.internal_command_timeout = CONNECT_TIMEOUT;
                 c.tcp.nodelay = Some(true);
+                let keepalive = TcpKeepalive::new()
+                    .with_time(Duration::from_secs(10))
+                    .with_interval(Duration::from_secs(5));
+                c.tcp.keepalive = Some(keepalive);
             })
             .set_policy(reconnect_policy())
             .build()
             .map_err(|e| Error::Config(format!("cannot build a fred client: {e}")))?;
+        // Subscribed before connecting, so that the first failure is seen.
+        let errors = client.error_rx();
         let task = client.connect();
-        Ok(Self::with_task(client, Some(task)))
+        Ok(Self::build(client, Some(task), errors))
     }
 
     /// One node per URL, in order.
@@ -123,10 +166,22 @@ impl FredPool {
     pub fn from_urls<S: AsRef<str>>(urls: &[S]) -> Result<Vec<Self>> {
         urls.iter().map(|u| Self::from_url(u.as_ref())).collect()
     }
+}
 
-    fn with_task(client: Client, task: Option<ConnectHandle>) -> Self {
-        let settled = AtomicBool::new(false);
-        let shared = Arc::new(Shared { settled, task });
+impl FredPool {
+    fn build(
+        client: Client,
+        task: Option<ConnectHandle>,
+        errors: Receiver<(FredError, Option<Server>)>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            settled: AtomicBool::new(false),
+            task,
+            address: server_address(&client),
+            errors: StdMutex::new(errors),
+            last_error: StdMutex::new(None),
+            reconnecting: StdMutex::new(None),
+        });
         Self { client, shared }
     }
 
@@ -134,21 +189,51 @@ impl FredPool {
     async fn await_connection(&self) -> Result<(), ConnError> {
         let connecting = self.client.state() == ClientState::Connecting;
         if self.shared.settled.load(Ordering::Relaxed) && !connecting {
-            return Err(not_connected());
+            return Err(self.not_connected());
         }
         // Subscribe before looking again, so that a failure cannot slip in between.
         let mut errors = self.client.error_rx();
         if !self.client.is_connected() {
             tokio::select! {
                 connected = self.client.wait_for_connect() => connected.map_err(map_error)?,
-                _ = errors.recv() => {
+                error = errors.recv() => {
                     self.shared.settled.store(true, Ordering::Relaxed);
-                    return Err(not_connected());
+                    return Err(match error {
+                        Ok((error, _)) => map_error(error),
+                        Err(_) => self.not_connected(),
+                    });
                 }
             }
         }
         self.shared.settled.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Why the node is not connected: the last error fred reported, if any.
+    fn not_connected(&self) -> ConnError {
+        match self.shared.last_error() {
+            Some(error) => map_error(error),
+            None => ConnError::new(
+                ConnErrorKind::Connection,
+                "node not connected; fred is reconnecting in the background",
+            ),
+        }
+    }
+}
+
+impl Shared {
+    /// The newest connection error fred reported.
+    fn last_error(&self) -> Option<FredError> {
+        let mut errors = lock(&self.errors);
+        let mut last = lock(&self.last_error);
+        loop {
+            match errors.try_recv() {
+                Ok((error, _)) => *last = Some(error),
+                // Older errors were dropped; newer ones follow.
+                Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return last.clone(),
+            }
+        }
     }
 }
 
@@ -174,6 +259,33 @@ impl Pool for FredPool {
         let client = self.client.clone();
         Some(FredConn { client })
     }
+
+    fn address(&self) -> Option<String> {
+        self.shared.address.clone()
+    }
+
+    /// Asks fred for a new connection, one request at a time; calls in flight on the old
+    /// one fail (they are sent with a single write attempt, so fred does not replay them).
+    fn reconnect(&self) -> bool {
+        let mut reconnecting = lock(&self.shared.reconnecting);
+        if reconnecting
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let client = self.client.clone();
+        *reconnecting = Some(runtime.spawn(async move {
+            let reconnected = tokio::time::timeout(RECONNECT_TIMEOUT, client.force_reconnection());
+            // How it went shows in the next calls, and in fred's error stream that
+            // `not_connected` reads; nothing else waits for it.
+            drop(reconnected.await);
+        }));
+        true
+    }
 }
 
 /// Runs the core's scripts on one fred client, without buffering or replays.
@@ -196,6 +308,7 @@ impl FredConn {
         values.extend(keys.iter().chain(args).map(|s| Value::from(*s)));
         let options = CallOptions {
             fail_fast: true,
+            max_attempts: Some(1),
             ..CallOptions::default()
         };
         // The key is the third word of EVAL/EVALSHA; it only matters on a cluster.
@@ -229,9 +342,30 @@ fn check_scheme(url: &str) -> Result<()> {
     match scheme.to_ascii_lowercase().as_str() {
         "redis" | "valkey" | "redis-sentinel" | "valkey-sentinel" => Ok(()),
         _ => Err(Error::Config(format!(
-            "unsupported url scheme {scheme:?}: use redis://host:port/, or for tls or a \
-             cluster build a fred client and use FredPool::new"
+            "unsupported url scheme {scheme:?} in {:?}: use redis://host:port/, or for tls or \
+             a cluster build a fred client and use FredPool::new",
+            redact_url(url)
         ))),
+    }
+}
+
+/// The node's address from the client's config, without credentials.
+fn server_address(client: &Client) -> Option<String> {
+    let join = |hosts: &[Server]| {
+        let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        hosts.join(",")
+    };
+    // The variants fred adds with its features (unix sockets) have no host to name.
+    #[allow(unreachable_patterns)]
+    match client.client_config().server {
+        ServerConfig::Centralized { server } => Some(server.to_string()),
+        ServerConfig::Sentinel {
+            hosts,
+            service_name,
+            ..
+        } => Some(format!("{service_name} via sentinel {}", join(&hosts))),
+        ServerConfig::Clustered { hosts, .. } => Some(format!("cluster {}", join(&hosts))),
+        _ => None,
     }
 }
 
@@ -243,38 +377,27 @@ fn reconnect_policy() -> ReconnectPolicy {
     policy
 }
 
-fn not_connected() -> ConnError {
-    ConnError::new(
-        ConnErrorKind::Connection,
-        "node not connected; fred is reconnecting in the background",
-    )
-}
-
-/// Maps a fred error into the core's [`ConnError`].
+/// Maps a fred error into the core's [`ConnError`]; server error replies are classified by
+/// the core ([`ConnErrorKind::of_server_error`]).
 pub fn map_error(e: FredError) -> ConnError {
-    let (kind, message) = match e.kind() {
-        _ if e.details().starts_with("NOSCRIPT") => {
-            (ConnErrorKind::NoScript, "script not cached on the node")
-        }
-        ErrorKind::Timeout => (ConnErrorKind::Timeout, "fred call timed out"),
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing => {
-            (ConnErrorKind::Connection, "connection to the node failed")
-        }
-        ErrorKind::Auth
-        | ErrorKind::InvalidArgument
-        | ErrorKind::InvalidCommand
-        | ErrorKind::Cluster => (ConnErrorKind::Server, "node answered with an error"),
-        ErrorKind::Unknown if is_server_error(e.details()) => {
-            (ConnErrorKind::Server, "node answered with an error")
-        }
-        ErrorKind::Protocol | ErrorKind::Parse => (ConnErrorKind::Protocol, "malformed reply"),
-        _ => (ConnErrorKind::Other, "fred call failed"),
+    let details = e.details();
+    let kind = match e.kind() {
+        _ if is_server_error(details) => ConnErrorKind::of_server_error(details),
+        ErrorKind::Auth => ConnErrorKind::Auth,
+        ErrorKind::Timeout => ConnErrorKind::Timeout,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing => ConnErrorKind::Connection,
+        // A call in flight when the connection was replaced, not written again.
+        _ if details.starts_with("Too many failed write attempts") => ConnErrorKind::Connection,
+        ErrorKind::InvalidArgument | ErrorKind::InvalidCommand => ConnErrorKind::Command,
+        ErrorKind::Cluster => ConnErrorKind::Server,
+        ErrorKind::Protocol | ErrorKind::Parse => ConnErrorKind::Protocol,
+        _ => ConnErrorKind::Other,
     };
-    ConnError::with_source(kind, message, e)
+    ConnError::caused_by(kind, e)
 }
 
-/// A server error reply starts with an upper-case code (`ERR`, `BUSY`, `OOM`, ...); fred's
-/// own messages do not.
+/// A server error reply starts with an upper-case code (`ERR`, `NOPERM`, `WRONGPASS`,
+/// ...); fred's own messages do not.
 fn is_server_error(details: &str) -> bool {
     details
         .split_whitespace()

@@ -20,34 +20,63 @@
 //! ```
 //!
 //! [`RedisPool`] wraps a [`ConnectionManager`]: one multiplexed connection per node that
-//! connects lazily and reconnects by itself. A node that is down when the pool is built
-//! counts as a failed vote until it is reachable, and is used again once it is back.
-//! Any other `redis` async connection that is `Clone` (say a `MultiplexedConnection`) works
-//! through [`RedisPool::from_connection`]; [`RedisConn`] runs the scripts on any
-//! [`ConnectionLike`], which is what other redis-rs based drivers build on.
+//! connects lazily and reconnects by itself after a broken connection. A node that is down
+//! when the pool is built counts as a failed vote until it is reachable, and is used again
+//! once it is back. Its connections set `TCP_NODELAY`, TCP keepalive and (on Linux)
+//! `TCP_USER_TIMEOUT`, and when the lock sees a node stay silent it replaces the manager
+//! (see [`Pool::reconnect`]). Any other `redis` async connection that is `Clone` (say a
+//! `MultiplexedConnection`) works through [`RedisPool::from_connection`]; [`RedisConn`]
+//! runs the scripts on any [`ConnectionLike`], which is what other redis-rs based drivers
+//! build on.
 
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 pub use redis;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
 pub use redlock_core::*;
 
-/// One Redis node reached through redis-rs. Cheap to clone.
-#[derive(Clone)]
+/// One Redis node reached through redis-rs. Cheap to clone; clones share the connection.
 pub struct RedisPool<C = ConnectionManager> {
-    conn: C,
+    shared: Arc<Shared<C>>,
+    address: Option<String>,
 }
 
-impl<C> std::fmt::Debug for RedisPool<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisPool").finish_non_exhaustive()
+/// Makes a new connection to replace one that went silent.
+type Rebuild<C> = Box<dyn Fn() -> Option<C> + Send + Sync>;
+
+struct Shared<C> {
+    conn: RwLock<C>,
+    /// `None` for a connection the caller built: it cannot be replaced.
+    rebuild: Option<Rebuild<C>>,
+}
+
+impl<C> Clone for RedisPool<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            address: self.address.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for RedisPool<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisPool")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisPool {
-    /// A node reached through `client`, connected lazily and reconnected as needed.
+    /// A node reached through `client`, connected lazily and reconnected as needed, with
+    /// `TCP_NODELAY`, TCP keepalive (after 10 s idle, every 5 s, 3 probes) and, on Linux,
+    /// a 10 s `TCP_USER_TIMEOUT` set on top of the client's TCP settings.
     ///
     /// Nothing is sent until the first lock call, so a node that is down now does not make
     /// this fail.
@@ -61,6 +90,11 @@ impl RedisPool {
                 "RedisPool must be built within a tokio runtime".into(),
             ));
         }
+        let info = client.get_connection_info().clone();
+        let tcp = tcp_settings(info.tcp_settings());
+        let address = node_address(info.addr());
+        let client = redis::Client::open(info.set_tcp_settings(tcp))
+            .map_err(|e| Error::Config(format!("cannot set up a redis client: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -69,19 +103,23 @@ impl RedisPool {
             // The lock bounds every call with its own per-node timeout; redis's default of
             // 500 ms would cut calls short of a longer one.
             .set_response_timeout(None);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let manager =
+            move || ConnectionManager::new_lazy_with_config(client.clone(), config.clone());
+        let conn = manager()
             .map_err(|e| Error::Config(format!("cannot set up a redis connection: {e}")))?;
-        Ok(Self { conn })
+        let rebuild: Rebuild<ConnectionManager> = Box::new(move || manager().ok());
+        Ok(Self::build(conn, Some(rebuild)).with_address(address))
     }
 
-    /// A node at `url` (`redis://host:port/db`, `rediss://…`, `unix://…`).
+    /// A node at `url` (`redis://[user:pass@]host:port/db`, `unix://…`).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the URL is malformed, or outside a tokio runtime.
+    /// [`Error::Config`] when the URL is malformed (the message names it without its
+    /// credentials), or outside a tokio runtime.
     pub fn from_url(url: &str) -> Result<Self> {
         let client = redis::Client::open(url)
-            .map_err(|e| Error::Config(format!("bad redis url {url:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         Self::new(client)
     }
 
@@ -100,11 +138,34 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// A node reached through an existing connection that is cheap to clone, such as a
-    /// `MultiplexedConnection` or a `ConnectionManager` you built yourself. Its response
-    /// timeout, if it has one (redis's default is 500 ms), also bounds the lock's calls:
-    /// set it to `None` or above the lock's per-node timeout.
+    /// `MultiplexedConnection` or a `ConnectionManager` you built yourself. Name it in
+    /// errors with [`RedisPool::with_address`].
+    ///
+    /// Such a pool cannot replace its connection when the lock finds it silent, so give it
+    /// TCP keepalive and `TCP_USER_TIMEOUT` yourself. Its response timeout, if it has one
+    /// (redis's default is 500 ms), also bounds the lock's calls: set it to `None` or above
+    /// the lock's per-node timeout.
     pub fn from_connection(conn: C) -> Self {
-        Self { conn }
+        Self::build(conn, None)
+    }
+
+    /// Names the node `address` in errors (`host:port`; never put credentials in it).
+    #[must_use]
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    fn build(conn: C, rebuild: Option<Rebuild<C>>) -> Self {
+        let conn = RwLock::new(conn);
+        let shared = Arc::new(Shared { conn, rebuild });
+        let address = None;
+        Self { shared, address }
+    }
+
+    fn conn(&self) -> C {
+        let conn = self.shared.conn.read();
+        conn.unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -116,12 +177,55 @@ where
     type Conn = RedisConn<C>;
 
     async fn get(&self) -> Result<RedisConn<C>, ConnError> {
-        Ok(RedisConn(self.conn.clone()))
+        Ok(RedisConn(self.conn()))
     }
 
     /// Always a connection: handing one out is a clone of the multiplexed handle.
     fn get_now(&self) -> Option<RedisConn<C>> {
-        Some(RedisConn(self.conn.clone()))
+        Some(RedisConn(self.conn()))
+    }
+
+    fn address(&self) -> Option<String> {
+        self.address.clone()
+    }
+
+    /// Replaces the connection manager with a new one, when this crate built it; calls in
+    /// flight finish on the old one, whose socket closes with its last clone.
+    fn reconnect(&self) -> bool {
+        let Some(fresh) = self.shared.rebuild.as_ref().and_then(|rebuild| rebuild()) else {
+            return false;
+        };
+        *self
+            .shared
+            .conn
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fresh;
+        true
+    }
+}
+
+/// The TCP settings every connection of [`RedisPool::new`] gets: `base` with
+/// `TCP_NODELAY`, keepalive (after 10 s idle, every 5 s, 3 probes) and, on Linux, a 10 s
+/// `TCP_USER_TIMEOUT`, so that a peer that vanished is noticed by the kernel too. For
+/// drivers built on redis-rs connections.
+pub fn tcp_settings(base: &TcpSettings) -> TcpSettings {
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    let tcp = base.clone().set_nodelay(true).set_keepalive(keepalive);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let tcp = tcp.set_user_timeout(Duration::from_secs(10));
+    tcp
+}
+
+/// A node's address for messages: `host:port` (IPv6 hosts in brackets) or the socket
+/// path, never credentials. For drivers built on redis-rs connections.
+pub fn node_address(addr: &ConnectionAddr) -> String {
+    let text = addr.to_string();
+    match text.rsplit_once(':') {
+        Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
+        _ => text,
     }
 }
 
@@ -162,19 +266,46 @@ pub async fn query_script<C: ConnectionLike>(
     to_reply(reply)
 }
 
-/// Maps a redis-rs error into the core's [`ConnError`].
+/// Maps a redis-rs error into the core's [`ConnError`]; server error replies are
+/// classified by the core ([`ConnErrorKind::of_server_error`]).
 pub fn map_error(e: RedisError) -> ConnError {
-    let kind = match e.kind() {
-        ErrorKind::Server(ServerErrorKind::NoScript) => ConnErrorKind::NoScript,
+    let kind = match (e.code(), e.kind()) {
+        (Some(code), _) => {
+            let reply = format!("{code} {}", e.detail().unwrap_or_default());
+            ConnErrorKind::of_server_error(&reply)
+        }
+        (None, ErrorKind::AuthenticationFailed) => ConnErrorKind::Auth,
         _ if e.is_timeout() => ConnErrorKind::Timeout,
         _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
             ConnErrorKind::Connection
         }
-        ErrorKind::Server(_) | ErrorKind::Extension => ConnErrorKind::Server,
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ConnErrorKind::Protocol,
+        (None, ErrorKind::Parse | ErrorKind::UnexpectedReturnType) => ConnErrorKind::Protocol,
+        (None, ErrorKind::RESP3NotSupported) => ConnErrorKind::Protocol,
         _ => ConnErrorKind::Other,
     };
-    ConnError::with_source(kind, "redis-rs call failed", e)
+    ConnError::caused_by(kind, Cause(e))
+}
+
+/// A redis-rs error as a `source()`: a `RedisError` that wraps an I/O error prints that
+/// error's text and returns it as its own source, which would print it twice; this skips
+/// the repeat.
+#[derive(Debug)]
+struct Cause(RedisError);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for Cause {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        let inner = self.0.source()?;
+        if inner.to_string() == self.0.to_string() {
+            return inner.source();
+        }
+        Some(inner)
+    }
 }
 
 /// Converts a redis-rs reply into the core's [`Reply`].
