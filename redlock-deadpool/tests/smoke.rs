@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use redlock_conformance::suite::{Cluster, quick};
+use redlock_conformance::suite::{Testbed, quick};
 use redlock_conformance::{Fleet, unique_prefix};
 use redlock_deadpool::deadpool_redis::{self, PoolConfig, Runtime, Timeouts};
 use redlock_deadpool::{ConnErrorKind, DeadpoolPool, Redlock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_cycle_costs_exactly_its_own_commands() {
-    let c = Cluster::start(3, quick(5_000), &DeadpoolPool::from_url, "deadpool_count");
+    let c = Testbed::start(3, quick(5_000), &DeadpoolPool::from_url, "deadpool_count");
     let (fleet, redlock, key) = (&c.fleet, &c.redlock, c.key("lock"));
     // The first cycle opens the connections; count from the second on.
     redlock.lock(&key).await.unwrap().unlock().await.unwrap();

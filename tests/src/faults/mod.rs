@@ -12,11 +12,16 @@
 //! be clean), a fixed minority down for liveness figures (must be clean too), faults
 //! outside the model (measured only), and the canary (must find violations).
 //!
+//! A driver runs the harness with one macro call in its `tests/faults.rs`, as it runs the
+//! conformance suite (each driver's copy is the compiled example):
+//!
 //! ```text
-//! let config = redlock_conformance::faults::Config::from_env()?;
-//! let report = run_driver("redis-rs", &redlock_redis_rs::RedisPool::from_url, &config).await?;
-//! assert!(report.problems().is_empty());
+//! redlock_conformance::fault_tests!("redis-rs", redlock_redis_rs::RedisPool::from_url);
 //! ```
+//!
+//! and `cargo test --release -p <driver> --test faults -- --nocapture` prints each plan's
+//! report. `REDLOCK_FAULTS_SEED` replays a seed's schedules, `REDLOCK_FAULTS_SECS` runs
+//! longer.
 
 pub mod checker;
 pub mod clients;
@@ -63,6 +68,51 @@ pub enum HarnessError {
     /// An environment variable could not be read.
     #[error("{0}")]
     Env(String),
+}
+
+/// Runs every plan for one driver, prints the report lines (the `faults` and `canary`
+/// lines last), and panics, naming the seed that replays the run, if the checker found a
+/// violation inside the model, the canary stayed silent, or the harness itself failed.
+/// What [`fault_tests!`](crate::fault_tests) runs.
+pub async fn check_driver<P: Pool>(driver: &str, factory: &impl Factory<P>) {
+    let config = Config::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let seed = config.seed;
+    let secs = config.model.as_secs();
+    println!("faults seed={seed} secs={secs} ({SEED_VAR}={seed} replays; {SECS_VAR} runs longer)");
+    let report = run_driver(driver, factory, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{driver} run (seed {seed}): {e}"));
+    println!();
+    for run in [
+        &report.minority,
+        &report.outside,
+        &report.model,
+        &report.canary,
+    ] {
+        println!("{}", run.line());
+    }
+    let problems = report.problems();
+    assert!(
+        problems.is_empty(),
+        "seed {seed} ({SEED_VAR}={seed} replays it):\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Emits one `#[tokio::test]`, `keeps_mutual_exclusion_under_faults`, that runs the fault
+/// harness ([`check_driver`](crate::faults::check_driver)) for the driver named `$driver`
+/// whose pools `$factory` builds (`Fn(&str) -> redlock_core::Result<P>`).
+///
+/// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+/// dev-dependency.
+#[macro_export]
+macro_rules! fault_tests {
+    ($driver:literal, $factory:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keeps_mutual_exclusion_under_faults() {
+            $crate::faults::check_driver($driver, &$factory).await;
+        }
+    };
 }
 
 /// Runs the model, minority, outside and canary plans for one driver, printing each

@@ -5,14 +5,15 @@
 //! [`ProxyControl`]; every connection reads the mode before it forwards each chunk, so a
 //! switch takes effect at once, mid-connection.
 //!
-//! Bytes are never dropped or reordered: a Redis connection that lost bytes would be
+//! Bytes are never reordered, and dropped only by [`Mode::Swallow`], on a connection that
+//! never delivers anything again: a Redis connection that lost bytes and went on would be
 //! desynchronised, which is not a fault a network produces. A blackhole holds bytes (as
 //! TCP would while retransmitting) and delivers them when healed; a reset tears the
 //! connection down with an RST.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +44,12 @@ pub enum Mode {
     Reset,
     /// Reset every open connection and every new one as soon as it is accepted.
     Refuse,
+    /// Accept connections and take every byte, but deliver nothing either way and never
+    /// close or reset: a peer that vanished behind a firewall dropping its packets. A
+    /// connection that saw this mode stays so after the mode changes back; only
+    /// connections opened afterwards pass, as with TCP, where the stuck connection lasts
+    /// until one side gives up on it.
+    Swallow,
 }
 
 impl Mode {
@@ -234,23 +241,37 @@ async fn serve(mut client: TcpStream, upstream: u16, mode: watch::Receiver<Mode>
         return;
     };
     let _ = server.set_nodelay(true);
+    let swallowed = Arc::new(AtomicBool::new(*mode.borrow() == Mode::Swallow));
     let (client_read, client_write) = client.split();
     let (server_read, server_write) = server.split();
+    let up = Route {
+        mode: mode.clone(),
+        dir: Dir::Up,
+        swallowed: swallowed.clone(),
+    };
+    let down = Route {
+        dir: Dir::Down,
+        ..up.clone()
+    };
     tokio::select! {
-        () = direction(client_read, server_write, mode.clone(), Dir::Up) => {}
-        () = direction(server_read, client_write, mode.clone(), Dir::Down) => {}
-        () = reset_on_switch(mode) => {}
+        () = direction(client_read, server_write, up) => {}
+        () = direction(server_read, client_write, down) => {}
+        () = watch_switches(mode, swallowed) => {}
     }
+}
+
+/// One direction of one connection: what decides whether its bytes pass.
+#[derive(Clone)]
+struct Route {
+    mode: watch::Receiver<Mode>,
+    dir: Dir,
+    /// Set once the connection saw [`Mode::Swallow`]; it never delivers again.
+    swallowed: Arc<AtomicBool>,
 }
 
 /// Forwards one direction; returns when the writer is done (the source closed, a write
 /// failed, or the mode reset the connection).
-async fn direction(
-    from: impl AsyncReadExt + Unpin,
-    to: impl AsyncWriteExt + Unpin,
-    mode: watch::Receiver<Mode>,
-    dir: Dir,
-) {
+async fn direction(from: impl AsyncReadExt + Unpin, to: impl AsyncWriteExt + Unpin, route: Route) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let reader = async {
         read_into(from, tx).await;
@@ -259,7 +280,7 @@ async fn direction(
     };
     tokio::select! {
         () = reader => {}
-        _ = write_from(to, rx, mode, dir) => {}
+        _ = write_from(to, rx, route) => {}
     }
 }
 
@@ -280,31 +301,41 @@ async fn read_into(mut from: impl AsyncReadExt + Unpin, tx: mpsc::Sender<Item>) 
 async fn write_from(
     mut to: impl AsyncWriteExt + Unpin,
     mut rx: mpsc::Receiver<Item>,
-    mut mode: watch::Receiver<Mode>,
-    dir: Dir,
+    mut route: Route,
 ) -> io::Result<()> {
     while let Some(item) = rx.recv().await {
-        hold(&mut mode, item.arrived, dir).await?;
+        let pass = hold(&mut route, item.arrived).await?;
         if item.bytes.is_empty() {
+            if !pass && route.dir == Dir::Down {
+                // A swallowed connection never tells the client the server closed it.
+                std::future::pending::<()>().await;
+            }
             break;
         }
-        to.write_all(&item.bytes).await?;
+        if pass {
+            to.write_all(&item.bytes).await?;
+        }
     }
     Ok(())
 }
 
-/// Waits until the mode lets a chunk that arrived at `arrived` through.
-async fn hold(mode: &mut watch::Receiver<Mode>, arrived: Instant, dir: Dir) -> io::Result<()> {
+/// Waits until the mode lets a chunk that arrived at `arrived` through; `false` when the
+/// connection swallows it.
+async fn hold(route: &mut Route, arrived: Instant) -> io::Result<bool> {
     let gone = |_| io::Error::from(io::ErrorKind::BrokenPipe);
     loop {
-        let current = *mode.borrow_and_update();
-        match (current, dir) {
-            (Mode::Pass, _) | (Mode::Latency(_) | Mode::Reset, Dir::Up) => return Ok(()),
+        if route.swallowed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let current = *route.mode.borrow_and_update();
+        match (current, route.dir) {
+            (Mode::Pass, _) | (Mode::Latency(_) | Mode::Reset, Dir::Up) => return Ok(true),
             (Mode::Latency(delay), Dir::Down) => tokio::select! {
-                () = tokio::time::sleep_until(arrived + delay) => return Ok(()),
-                changed = mode.changed() => changed.map_err(gone)?,
+                () = tokio::time::sleep_until(arrived + delay) => return Ok(true),
+                changed = route.mode.changed() => changed.map_err(gone)?,
             },
-            (Mode::Blackhole, _) => mode.changed().await.map_err(gone)?,
+            (Mode::Blackhole, _) => route.mode.changed().await.map_err(gone)?,
+            (Mode::Swallow, _) => route.swallowed.store(true, Ordering::SeqCst),
             (Mode::Reset | Mode::Refuse, _) => {
                 return Err(io::Error::from(io::ErrorKind::ConnectionReset));
             }
@@ -312,12 +343,18 @@ async fn hold(mode: &mut watch::Receiver<Mode>, arrived: Instant, dir: Dir) -> i
     }
 }
 
-/// Completes when the mode switches to one that resets open connections.
-async fn reset_on_switch(mut mode: watch::Receiver<Mode>) {
+/// Completes when the mode switches to one that resets open connections; marks the
+/// connection swallowed when the mode switches to [`Mode::Swallow`], even if no byte is
+/// on its way then.
+async fn watch_switches(mut mode: watch::Receiver<Mode>, swallowed: Arc<AtomicBool>) {
     // A connection opened under `Reset` is not reset by the switch it was born after.
     mode.borrow_and_update();
     while mode.changed().await.is_ok() {
-        if mode.borrow_and_update().aborts() {
+        let current = *mode.borrow_and_update();
+        if current == Mode::Swallow {
+            swallowed.store(true, Ordering::SeqCst);
+        }
+        if current.aborts() && !swallowed.load(Ordering::SeqCst) {
             return;
         }
     }

@@ -142,3 +142,35 @@ async fn shutdown_ends_every_connection_task() {
         assert_reset(read(client, 1, SOON).await);
     }
 }
+
+#[tokio::test]
+async fn swallow_silences_open_connections_for_good_and_heals_new_ones() {
+    let (port, mut seen) = echo().await;
+    let proxy = Proxy::start(port).await.unwrap();
+    let control = proxy.control();
+    let mut idle = connect(&proxy).await;
+    let mut busy = connect(&proxy).await;
+    round_trip(&mut busy, b"warm").await;
+    assert_eq!(seen.recv().await.unwrap(), b"warm");
+    control.set(Mode::Swallow);
+    busy.write_all(b"lost").await.unwrap();
+    assert!(
+        read(&mut busy, 4, QUIET).await.is_none(),
+        "no reply, no reset"
+    );
+    assert!(
+        tokio::time::timeout(QUIET, seen.recv()).await.is_err(),
+        "nothing reaches the server"
+    );
+    control.set(Mode::Pass);
+    for stream in [&mut idle, &mut busy] {
+        stream.write_all(b"dead").await.unwrap();
+        assert!(
+            read(stream, 4, QUIET).await.is_none(),
+            "stays silent after the heal"
+        );
+    }
+    let mut fresh = connect(&proxy).await;
+    round_trip(&mut fresh, b"new!").await;
+    assert_eq!(proxy.shutdown().await, 0);
+}

@@ -85,8 +85,13 @@ impl Fleet {
         self.query(i, redis::cmd("CONFIG").arg("RESETSTAT"))
     }
 
-    /// Runs one command on a fresh short-timeout connection to a node we know is ours.
-    pub(super) fn query<T: FromRedisValue>(&self, i: usize, cmd: &Cmd) -> Result<T, FleetError> {
+    /// Runs `cmd` on node `i`, on a fresh short-timeout connection to a node we know is
+    /// ours: for setup the other helpers do not cover (say `ACL SETUSER`).
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn query<T: FromRedisValue>(&self, i: usize, cmd: &Cmd) -> Result<T, FleetError> {
         let port = self.nodes[i].port;
         self.pid(i).ok_or(FleetError::NotRunning { node: i })?;
         let mut con = connect(port).map_err(redis_error(port))?;

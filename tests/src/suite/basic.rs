@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use redlock_core::{Error, Options, Pool};
 
-use super::{Cluster, Factory, quick};
+use super::{Factory, Testbed, quick};
 
 /// Acquire sets the key with one value on every node; unlock removes it everywhere.
 pub async fn acquire_and_release<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(5_000), factory, "acquire_and_release");
+    let c = Testbed::start(3, quick(5_000), factory, "acquire_and_release");
     let name = c.key("lock");
     let guard = c
         .redlock
@@ -32,7 +32,7 @@ pub async fn acquire_and_release<P: Pool>(factory: &impl Factory<P>) {
 
 /// While one owner holds the lock, nobody else gets it; after unlock, someone does.
 pub async fn second_acquire_fails_while_held<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(5_000), factory, "second_acquire");
+    let c = Testbed::start(3, quick(5_000), factory, "second_acquire");
     let mutex = c.redlock.mutex(&c.key("lock")).expect("mutex");
     let first = mutex.lock().await.expect("first lock");
     let err = mutex.try_lock().await.expect_err("second lock while held");
@@ -53,7 +53,7 @@ pub async fn second_acquire_fails_while_held<P: Pool>(factory: &impl Factory<P>)
 
 /// A non-owner can neither unlock nor take over the lock; the owner's keys stay.
 pub async fn unlock_by_non_owner_changes_nothing<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(300), factory, "non_owner_unlock");
+    let c = Testbed::start(3, quick(300), factory, "non_owner_unlock");
     let name = c.key("lock");
     let stale = c.redlock.lock(&name).await.expect("first owner");
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -95,7 +95,7 @@ pub async fn unlock_by_non_owner_changes_nothing<P: Pool>(factory: &impl Factory
 
 /// The owner can extend; the new TTL lands on every node and validity moves forward.
 pub async fn extend_by_owner_only<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(1_000), factory, "extend_by_owner");
+    let c = Testbed::start(3, quick(1_000), factory, "extend_by_owner");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
     let before = guard.valid_until();
@@ -129,7 +129,7 @@ pub async fn extend_by_owner_only<P: Pool>(factory: &impl Factory<P>) {
 
 /// Once the lock has expired, extend fails and does not bring the keys back.
 pub async fn extend_fails_after_expiry<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(200), factory, "extend_after_expiry");
+    let c = Testbed::start(3, quick(200), factory, "extend_after_expiry");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -151,7 +151,7 @@ pub async fn extend_fails_after_expiry<P: Pool>(factory: &impl Factory<P>) {
 
 /// No node ever holds the key longer than the expiry asked for.
 pub async fn node_ttl_never_exceeds_expiry<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(1_500), factory, "node_ttl");
+    let c = Testbed::start(3, quick(1_500), factory, "node_ttl");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
     assert_pttl(&c, &name, 1, 1_500);
@@ -168,7 +168,7 @@ pub async fn node_ttl_never_exceeds_expiry<P: Pool>(factory: &impl Factory<P>) {
     guard.unlock().await.expect("unlock");
 }
 
-fn assert_pttl<P: Pool>(c: &Cluster<P>, key: &str, min: i64, max: i64) {
+fn assert_pttl<P: Pool>(c: &Testbed<P>, key: &str, min: i64, max: i64) {
     for i in 0..c.fleet.len() {
         let pttl = c.fleet.pttl(i, key).expect("pttl");
         assert!(
@@ -182,7 +182,7 @@ fn assert_pttl<P: Pool>(c: &Cluster<P>, key: &str, min: i64, max: i64) {
 /// fails once it holds a majority.
 pub async fn quorum_for_one_three_and_five_nodes<P: Pool>(factory: &impl Factory<P>) {
     for n in [1usize, 3, 5] {
-        let c = Cluster::start(n, quick(5_000).tries(1), factory, "quorum");
+        let c = Testbed::start(n, quick(5_000).tries(1), factory, "quorum");
         let quorum = n / 2 + 1;
         let minority = c.key("minority");
         for i in 0..n - quorum {
@@ -214,9 +214,30 @@ pub async fn quorum_for_one_three_and_five_nodes<P: Pool>(factory: &impl Factory
     }
 }
 
+/// Two lock managers whose value generator repeats one string: an acquire only creates
+/// keys, so the second never shares the first's lock, and its failed attempt leaves the
+/// first's keys alone.
+pub async fn repeating_value_generator_never_gives_two_holders<P: Pool>(factory: &impl Factory<P>) {
+    let same = || quick(5_000).tries(1).value_generator(|| "same".to_owned());
+    let bed = Testbed::start(3, same(), factory, "repeating_value");
+    let second = super::manager(&bed.fleet, same(), factory);
+    let name = bed.key("lock");
+    let first = bed.redlock.lock(&name).await.expect("first lock");
+    let err = second
+        .lock(&name)
+        .await
+        .expect_err("the first still holds it");
+    assert!(err.is_taken(), "{err}");
+    assert_eq!(bed.holders(&name, "same"), 3, "the first's keys stay");
+    assert!(first.is_valid());
+    first.unlock().await.expect("unlock");
+    let again = second.lock(&name).await.expect("free again");
+    again.unlock().await.expect("unlock");
+}
+
 /// Bad names, options and URLs are rejected before anything reaches a server.
 pub async fn bad_inputs_are_rejected_before_sending<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(1_000), factory, "bad_inputs");
+    let c = Testbed::start(3, quick(1_000), factory, "bad_inputs");
     for i in 0..3 {
         c.fleet.reset_stats(i).expect("reset stats");
     }
@@ -274,7 +295,7 @@ pub async fn bad_inputs_are_rejected_before_sending<P: Pool>(factory: &impl Fact
     }
 }
 
-fn scripts_run<P: Pool>(c: &Cluster<P>) -> u64 {
+fn scripts_run<P: Pool>(c: &Testbed<P>) -> u64 {
     let count = |i, cmd| c.fleet.command_count(i, cmd).expect("stats");
     (0..c.fleet.len())
         .map(|i| count(i, "evalsha") + count(i, "eval"))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redlock_core::{Options, Pool, Redlock};
 use tokio::time::Instant;
 
-use super::{Cluster, Factory};
+use super::{Factory, Testbed};
 use crate::history::{Holding, overlaps};
 
 const TASKS: usize = 16;
@@ -21,7 +21,7 @@ pub async fn contending_tasks_never_overlap<P: Pool>(factory: &impl Factory<P>) 
         .timeout_factor(0.3)
         .tries(100_000)
         .retry_delay(Duration::from_millis(1), Duration::from_millis(6));
-    let c = Cluster::start(3, options, factory, "contention");
+    let c = Testbed::start(3, options, factory, "contention");
     let name: Arc<str> = c.key("lock").into();
     let budget = Arc::new(AtomicUsize::new(ACQUISITIONS));
     let counter = Arc::new(AtomicU64::new(0));

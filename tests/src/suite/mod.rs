@@ -1,6 +1,13 @@
 //! The shared conformance suite: one `pub async fn` per behaviour, each run against real
 //! `redis-server` processes that the test starts itself.
 //!
+//! It is written for drivers outside this repository as much as for ours: besides the
+//! lock's behaviours it checks every rule of the `Pool` contract that a real server can
+//! show (calls keep their order, no late reply reaches a later call, nothing is buffered
+//! or replayed, building never fails for a node that is down, no client timeout cuts a
+//! call short, `get_now` never blocks, silent connections are replaced), so a driver
+//! learns from the suite, not from reading the drivers here.
+//!
 //! A driver runs the whole suite with one macro call in its `tests/conformance.rs` (each
 //! driver's copy is the compiled example):
 //!
@@ -19,16 +26,21 @@
 
 mod basic;
 mod contention;
-mod faults;
+mod contract;
+mod credentials;
+mod outages;
 
 pub use basic::*;
 pub use contention::*;
-pub use faults::*;
+pub use contract::*;
+pub use credentials::*;
+pub use outages::*;
 
 use std::time::Duration;
 
 use redlock_core::{Options, Pool, Redlock};
 
+use crate::faults::proxy::{Mode, Proxy};
 use crate::fleet::{Fleet, unique_prefix};
 
 /// Builds one node's pool from its URL.
@@ -37,15 +49,18 @@ pub trait Factory<P>: Fn(&str) -> redlock_core::Result<P> {}
 impl<P, F: Fn(&str) -> redlock_core::Result<P>> Factory<P> for F {}
 
 /// A fleet of servers, a lock manager over it, and a key prefix of this test's own.
-pub struct Cluster<P: Pool> {
+pub struct Testbed<P: Pool> {
     /// The servers.
     pub fleet: Fleet,
     /// The lock manager over every server of the fleet, in order.
     pub redlock: Redlock<P>,
+    /// One fault proxy per server, in order, when the lock manager reaches the servers
+    /// through them ([`Testbed::start_proxied`]); empty otherwise.
+    pub proxies: Vec<Proxy>,
     prefix: String,
 }
 
-impl<P: Pool> Cluster<P> {
+impl<P: Pool> Testbed<P> {
     /// Starts `n` servers and builds a lock manager over them with `options`.
     pub fn start(n: usize, options: Options, factory: &impl Factory<P>, test: &str) -> Self {
         let fleet =
@@ -54,13 +69,42 @@ impl<P: Pool> Cluster<P> {
         Self::from_parts(fleet, redlock, test)
     }
 
-    /// A cluster from a fleet and a lock manager built over it.
+    /// Starts `n` servers, each behind a fault proxy, and builds a lock manager over the
+    /// proxies with `options`.
+    pub async fn start_proxied(
+        n: usize,
+        options: Options,
+        factory: &impl Factory<P>,
+        test: &str,
+    ) -> Self {
+        let fleet =
+            Fleet::start(n).unwrap_or_else(|e| panic!("cannot start {n} redis-server(s): {e}"));
+        let mut proxies = Vec::with_capacity(n);
+        for i in 0..n {
+            let proxy = Proxy::start(fleet.port(i)).await;
+            proxies.push(proxy.unwrap_or_else(|e| panic!("cannot start a proxy: {e}")));
+        }
+        let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
+        let redlock = manager_over(&urls, options, factory);
+        Self {
+            proxies,
+            ..Self::from_parts(fleet, redlock, test)
+        }
+    }
+
+    /// A testbed from a fleet and a lock manager built over it.
     pub fn from_parts(fleet: Fleet, redlock: Redlock<P>, test: &str) -> Self {
         Self {
             fleet,
             redlock,
+            proxies: Vec::new(),
             prefix: unique_prefix(test),
         }
+    }
+
+    /// Switches the proxy in front of node `i` to `mode`.
+    pub fn set_mode(&self, i: usize, mode: Mode) {
+        self.proxies[i].control().set(mode);
     }
 
     /// A lock name (and key) unique to this test.
@@ -104,8 +148,16 @@ impl<P: Pool> Cluster<P> {
 
 /// A lock manager over every node of `fleet`.
 pub fn manager<P: Pool>(fleet: &Fleet, options: Options, factory: &impl Factory<P>) -> Redlock<P> {
-    let pools = fleet
-        .urls()
+    manager_over(&fleet.urls(), options, factory)
+}
+
+/// A lock manager over the nodes at `urls`.
+pub fn manager_over<P: Pool>(
+    urls: &[String],
+    options: Options,
+    factory: &impl Factory<P>,
+) -> Redlock<P> {
+    let pools = urls
         .iter()
         .map(|u| factory(u).unwrap_or_else(|e| panic!("factory failed for {u}: {e}")))
         .collect();
@@ -151,6 +203,14 @@ macro_rules! conformance_tests {
             fail_fast_locks_and_releases_every_node,
             contending_tasks_never_overlap,
             bad_inputs_are_rejected_before_sending,
+            repeating_value_generator_never_gives_two_holders,
+            calls_to_one_node_keep_their_order,
+            late_reply_never_reaches_a_later_call,
+            nothing_is_buffered_or_replayed,
+            get_now_never_blocks,
+            silent_node_votes_again_after_the_network_heals,
+            wrong_password_fails_at_once_and_says_so,
+            passwords_never_appear_in_output,
         );
     };
 }

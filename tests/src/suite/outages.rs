@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use redlock_core::{ConnErrorKind, Pool, Redlock};
 
-use super::{Cluster, Factory, manager, quick};
+use super::{Factory, Testbed, manager, quick};
 use crate::fleet::Fleet;
 
 /// With two of five nodes killed, locking still works and uses the three left.
 pub async fn minority_killed_still_locks<P: Pool>(factory: &impl Factory<P>) {
-    let mut c = Cluster::start(5, quick(5_000), factory, "minority_killed");
+    let mut c = Testbed::start(5, quick(5_000), factory, "minority_killed");
     c.fleet.kill(0).expect("kill");
     c.fleet.kill(1).expect("kill");
     let name = c.key("lock");
@@ -27,7 +27,7 @@ pub async fn minority_killed_still_locks<P: Pool>(factory: &impl Factory<P>) {
 /// With three of five nodes killed, locking fails, names the dead nodes, and leaves no
 /// key on the live ones.
 pub async fn majority_killed_fails_and_leaves_no_key<P: Pool>(factory: &impl Factory<P>) {
-    let mut c = Cluster::start(5, quick(5_000).tries(2), factory, "majority_killed");
+    let mut c = Testbed::start(5, quick(5_000).tries(2), factory, "majority_killed");
     for i in 0..3 {
         c.fleet.kill(i).expect("kill");
     }
@@ -40,6 +40,17 @@ pub async fn majority_killed_fails_and_leaves_no_key<P: Pool>(factory: &impl Fac
     assert!(err.is_no_quorum() && !err.is_taken(), "{err:?}");
     let failed: Vec<usize> = err.node_errors().iter().map(|e| e.node).collect();
     assert_eq!(failed, vec![0, 1, 2], "{err:?}");
+    // The message names the lock, counts plainly, and names the dead nodes by address.
+    let message = err.to_string();
+    let counts = "not acquired: 2 of 5 nodes agreed, 3 needed; 3 could not be reached";
+    assert!(
+        message.starts_with(&format!("lock {name:?} {counts}")),
+        "{message}"
+    );
+    for i in 0..3 {
+        let address = format!("127.0.0.1:{}", c.fleet.port(i));
+        assert!(message.contains(&address), "{message}");
+    }
     assert_eq!(
         c.values(&name),
         vec![None; 5],
@@ -51,7 +62,7 @@ pub async fn majority_killed_fails_and_leaves_no_key<P: Pool>(factory: &impl Fac
 /// failed vote with a timeout error, and the other nodes decide.
 pub async fn paused_node_is_bounded_by_node_timeout<P: Pool>(factory: &impl Factory<P>) {
     let options = quick(2_000).timeout_factor(0.1).tries(1);
-    let c = Cluster::start(3, options, factory, "paused_node");
+    let c = Testbed::start(3, options, factory, "paused_node");
     let name = c.key("lock");
     c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
@@ -80,7 +91,7 @@ pub async fn paused_node_is_bounded_by_node_timeout<P: Pool>(factory: &impl Fact
 
 /// After `SCRIPT FLUSH` on every node, lock, extend and unlock still work (EVAL fallback).
 pub async fn flushed_scripts_still_work<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(5_000), factory, "flushed_scripts");
+    let c = Testbed::start(3, quick(5_000), factory, "flushed_scripts");
     let name = c.key("lock");
     c.cycle(&name).await;
     for i in 0..3 {
@@ -102,7 +113,7 @@ pub async fn flushed_scripts_still_work<P: Pool>(factory: &impl Factory<P>) {
 
 /// A node killed and restarted (empty) takes part in locks again.
 pub async fn restarted_node_is_used_again<P: Pool>(factory: &impl Factory<P>) {
-    let mut c = Cluster::start(3, quick(5_000), factory, "restarted_node");
+    let mut c = Testbed::start(3, quick(5_000), factory, "restarted_node");
     let name = c.key("lock");
     c.cycle(&name).await;
     c.fleet.kill(2).expect("kill");
@@ -123,7 +134,7 @@ pub async fn node_down_at_build_is_used_once_up<P: Pool>(factory: &impl Factory<
     let mut fleet = Fleet::start(3).expect("fleet");
     fleet.kill(0).expect("kill");
     let redlock = manager(&fleet, quick(5_000), factory);
-    let c = Cluster::from_parts(fleet, redlock, "down_at_build");
+    let c = Testbed::from_parts(fleet, redlock, "down_at_build");
     let name = c.key("lock");
     let guard = c.redlock.lock(&name).await.expect("lock with node 0 down");
     assert_eq!(c.holders(&name, guard.value()), 2);
@@ -139,7 +150,7 @@ pub async fn node_down_at_build_is_used_once_up<P: Pool>(factory: &impl Factory<
     assert_eventually_all_nodes_lock(&c, &name).await;
 }
 
-async fn assert_eventually_all_nodes_lock<P: Pool>(c: &Cluster<P>, name: &str) {
+async fn assert_eventually_all_nodes_lock<P: Pool>(c: &Testbed<P>, name: &str) {
     for _ in 0..50 {
         let guard = c.redlock.lock(name).await.expect("lock");
         let holders = c.holders(name, guard.value());
@@ -156,7 +167,7 @@ async fn assert_eventually_all_nodes_lock<P: Pool>(c: &Cluster<P>, name: &str) {
 /// once, and the node whose reply was pending is clean by the time its key would expire.
 pub async fn cancelled_acquire_leaves_no_key<P: Pool>(factory: &impl Factory<P>) {
     let options = quick(3_000).timeout_factor(0.9).tries(1);
-    let c = Cluster::start(3, options, factory, "cancelled_acquire");
+    let c = Testbed::start(3, options, factory, "cancelled_acquire");
     let name = c.key("lock");
     c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
@@ -165,7 +176,7 @@ pub async fn cancelled_acquire_leaves_no_key<P: Pool>(factory: &impl Factory<P>)
         cut.is_err(),
         "the attempt waited on the paused node and was cut short"
     );
-    let healthy = |c: &Cluster<P>| {
+    let healthy = |c: &Testbed<P>| {
         (1..3)
             .filter_map(|i| c.fleet.get(i, &name).expect("get"))
             .count()
@@ -186,7 +197,7 @@ pub async fn cancelled_acquire_leaves_no_key<P: Pool>(factory: &impl Factory<P>)
 
 /// A guard dropped without `unlock` releases in the background, long before expiry.
 pub async fn dropped_guard_releases<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(3, quick(30_000), factory, "dropped_guard");
+    let c = Testbed::start(3, quick(30_000), factory, "dropped_guard");
     let name = c.key("lock");
     let guard = c.redlock.lock(&name).await.expect("lock");
     assert_eq!(c.holders(&name, guard.value()), 3);
@@ -207,7 +218,7 @@ pub async fn dropped_guard_releases<P: Pool>(factory: &impl Factory<P>) {
 /// the lock's per-node timeout, still casts its vote: the lock's timeout is the only bound.
 pub async fn slow_reply_within_node_timeout_counts<P: Pool>(factory: &impl Factory<P>) {
     let options = quick(20_000).timeout_factor(0.1).tries(1);
-    let c = Cluster::start(1, options, factory, "slow_reply");
+    let c = Testbed::start(1, options, factory, "slow_reply");
     let name = c.key("lock");
     c.cycle(&name).await;
     c.fleet.pause(0).expect("pause");
@@ -227,7 +238,7 @@ pub async fn slow_reply_within_node_timeout_counts<P: Pool>(factory: &impl Facto
 /// With fail-fast, a lock still ends up on every healthy node, and unlock removes it from
 /// all of them.
 pub async fn fail_fast_locks_and_releases_every_node<P: Pool>(factory: &impl Factory<P>) {
-    let c = Cluster::start(5, quick(5_000).fail_fast(true), factory, "fail_fast");
+    let c = Testbed::start(5, quick(5_000).fail_fast(true), factory, "fail_fast");
     let name = c.key("lock");
     for _ in 0..5 {
         let guard = c.redlock.lock(&name).await.expect("lock");
