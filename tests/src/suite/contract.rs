@@ -154,8 +154,15 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
     let key = bed.key("replayed");
     bed.set_mode(0, Mode::Latency(Duration::from_secs(3_600))); // requests pass, replies wait
     let mut call = pin!(lock_script(&pool, &key, "v", "t"));
-    assert!(send(call.as_mut()).await.is_none(), "no reply while replies wait");
-    let landed = wait_for(|| bed.fleet.get(0, &key).ok().flatten().is_some(), &mut call).await;
+    assert!(
+        send(call.as_mut()).await.is_none(),
+        "no reply while replies wait"
+    );
+    let landed = wait_for(
+        || bed.fleet.get(0, &key).ok().flatten().is_some(),
+        &mut call,
+    )
+    .await;
     assert!(landed, "the call never reached the server");
     bed.set_mode(0, Mode::Reset); // breaks the connection under the call in flight
     let err = tokio::time::timeout(NO_HANG, call).await.expect("no hang");
@@ -164,7 +171,42 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
     bed.fleet.del(0, &key).expect("del");
     bed.set_mode(0, Mode::Pass);
     reconnect_and_settle(&pool, &bed).await;
-    assert_eq!(bed.fleet.get(0, &key).expect("get"), None, "the call was replayed");
+    assert_eq!(
+        bed.fleet.get(0, &key).expect("get"),
+        None,
+        "the call was replayed"
+    );
+    in_flight_call_survives_no_reconnect_twice(&pool, &bed).await;
+}
+
+/// A call in flight when the core asks the pool for a new connection
+/// ([`Pool::reconnect`]) either finishes on the old connection or fails; it is never sent
+/// again on the new one.
+async fn in_flight_call_survives_no_reconnect_twice<P: Pool>(pool: &P, bed: &Testbed<P>) {
+    let key = bed.key("reconnected");
+    bed.set_mode(0, Mode::Latency(Duration::from_secs(3_600)));
+    let mut call = pin!(lock_script(pool, &key, "v", "t"));
+    assert!(
+        send(call.as_mut()).await.is_none(),
+        "no reply while replies wait"
+    );
+    let landed = wait_for(
+        || bed.fleet.get(0, &key).ok().flatten().is_some(),
+        &mut call,
+    )
+    .await;
+    assert!(landed, "the call never reached the server");
+    bed.fleet.del(0, &key).expect("del");
+    if !pool.reconnect() {
+        return; // A pool that cannot reconnect has nothing to replay on.
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bed.set_mode(0, Mode::Pass);
+    let done = tokio::time::timeout(NO_HANG, call).await.expect("no hang");
+    assert!(done.is_err() || echoed(&done, "t"), "{done:?}");
+    reconnect_and_settle(pool, bed).await;
+    let left = bed.fleet.get(0, &key).expect("get");
+    assert_eq!(left, None, "the call was sent again on the new connection");
 }
 
 /// Polls `call` (which must not finish) until `done()` holds, for up to [`NO_HANG`].

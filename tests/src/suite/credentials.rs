@@ -57,6 +57,9 @@ pub async fn wrong_password_fails_at_once_and_says_so<P: Pool>(factory: &impl Fa
     let redlock = manager_over(&urls, options, factory);
     let err = redlock.lock("wrong-password").await.expect_err("refused");
     assert_eq!(retries.load(Ordering::SeqCst), 0, "retried: {err}");
+    // Asked again, once the driver has given up on its first connection, it still says why.
+    let err = redlock.lock("wrong-password").await.expect_err("refused");
+    assert_eq!(retries.load(Ordering::SeqCst), 0, "retried: {err}");
     assert!(!err.is_retryable(), "{err}");
     let kinds: Vec<_> = err.node_errors().iter().map(|e| e.error.kind()).collect();
     assert_eq!(kinds, [ConnErrorKind::Auth; 3], "{}", printed(&err));
