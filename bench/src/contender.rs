@@ -1,14 +1,13 @@
-//! What is measured: a [`Cycle`] (one lock and one unlock on a fresh key) or a [`Locker`]
-//! (a lock that can also wait for a key another task holds), wrapped into an [`Entry`] so
-//! that the workloads run with static dispatch inside a cycle and dynamic dispatch only
+//! The contenders: a [`Cycle`] or a [`Locker`] (see `measured`) wrapped into an [`Entry`],
+//! so that the workloads run with static dispatch inside a cycle and dynamic dispatch only
 //! once per slice.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use crate::Result;
+use crate::measured::{AsCycle, Cycle, Locker};
 use crate::stats::Sample;
 use crate::workload::{self, Slice, Workload};
 
@@ -68,34 +67,6 @@ impl Role {
             Self::Driver(c) => format!("redlock-{}", c.key()),
             Self::Rslock => "rslock".to_string(),
         }
-    }
-}
-
-/// One lock and one unlock on a key nobody else uses.
-pub(crate) trait Cycle: Send + Sync + 'static {
-    /// Locks `key` and unlocks it again.
-    fn cycle(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// A lock that waits for a key held by someone else.
-pub(crate) trait Locker: Send + Sync + 'static {
-    /// Proof of holding the lock, handed back to [`Locker::release`].
-    type Held: Send;
-
-    /// Acquires `key`, retrying as the library does by default.
-    fn acquire(&self, key: &str) -> impl Future<Output = Result<Self::Held>> + Send;
-
-    /// Releases what [`Locker::acquire`] returned.
-    fn release(&self, held: Self::Held) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// A lock library measured through its lock calls: a cycle is acquire then release.
-pub(crate) struct AsCycle<L>(pub(crate) Arc<L>);
-
-impl<L: Locker> Cycle for AsCycle<L> {
-    async fn cycle(&self, key: &str) -> Result<()> {
-        let held = self.0.acquire(key).await?;
-        self.0.release(held).await
     }
 }
 

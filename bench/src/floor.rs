@@ -17,7 +17,7 @@ use redlock_redis_rs::redis::aio::{ConnectionLike, ConnectionManager, Multiplexe
 use redlock_redis_rs::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
 use redlock_redis_rs::{Pool as _, RedisPool};
 
-use crate::contender::Cycle;
+use crate::measured::Cycle;
 use crate::{Result, fail};
 
 /// The value every floor call uses; keys are fresh, so one value serves all.

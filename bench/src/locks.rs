@@ -8,7 +8,7 @@ use redlock_redis_rs::{Guard, Pool, Redlock};
 use rslock::{LockGuard, LockManager};
 
 use crate::Result;
-use crate::contender::Locker;
+use crate::measured::Locker;
 
 /// rslock's TTL, the same as redlock-rs's default expiry.
 const RSLOCK_TTL: Duration = Duration::from_secs(8);

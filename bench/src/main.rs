@@ -14,6 +14,7 @@ mod args;
 mod contender;
 mod floor;
 mod locks;
+mod measured;
 mod profile;
 mod report;
 mod run;

@@ -8,7 +8,7 @@ use cpu_time::ProcessTime;
 use tokio::task::JoinHandle;
 
 use crate::Result;
-use crate::contender::{Cycle, Locker};
+use crate::measured::{Cycle, Locker};
 use crate::stats::Sample;
 
 /// Tasks of the `par` workload.

@@ -217,9 +217,10 @@ impl<P: Pool> Client<P> {
     /// Locks and works until `stop`, then returns the history.
     pub async fn run(mut self, stop: Instant) -> Vec<Entry> {
         while Instant::now() < stop && !self.mutexes.is_empty() {
-            let name = match self.workload.dedicated {
-                true => self.id % self.mutexes.len(),
-                false => self.rng.random_range(0..self.mutexes.len()),
+            let name = if self.workload.dedicated {
+                self.id % self.mutexes.len()
+            } else {
+                self.rng.random_range(0..self.mutexes.len())
             };
             self.once(name).await;
             let (lo, hi) = self.workload.think;

@@ -38,7 +38,8 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The run's summary line, in the form the issue asks for.
+    /// The run's summary line: one `key=value` line per run, so that runs of every driver
+    /// and seed can be compared with `grep`.
     pub fn line(&self) -> String {
         let v = &self.verdict;
         let (driver, seed, violations) = (&self.driver, self.seed, v.violations.len());
