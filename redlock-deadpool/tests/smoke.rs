@@ -75,3 +75,20 @@ fn bad_urls_are_config_errors() {
         assert!(err.is_config(), "{url}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn nodes_are_named_by_address_without_credentials() {
+    use redlock_deadpool::Pool as _;
+    let pool = DeadpoolPool::from_url("redis://user:s3cret@127.0.0.1:6390/2").unwrap();
+    assert_eq!(pool.address().as_deref(), Some("127.0.0.1:6390"));
+    assert!(!format!("{pool:?}").contains("s3cret"));
+}
+
+/// The crate re-exports the core whole, under the core's names: a user needs no other
+/// redlock crate, and no name of this crate shadows one of the core's.
+#[test]
+fn reexports_the_core() {
+    let _: fn(redlock_deadpool::Mutex<DeadpoolPool>) -> redlock_core::Mutex<DeadpoolPool> = |m| m;
+    let _: fn(redlock_deadpool::Error) -> redlock_core::Error = |e| e;
+    let _: fn(redlock_deadpool::Options) -> redlock_core::Options = |o| o;
+}

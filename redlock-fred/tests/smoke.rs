@@ -25,3 +25,20 @@ fn outside_a_runtime_is_a_config_error() {
     let err = FredPool::from_url("redis://127.0.0.1:1/").expect_err("no runtime");
     assert!(err.is_config(), "{err:?}");
 }
+
+#[tokio::test]
+async fn nodes_are_named_by_address_without_credentials() {
+    use redlock_fred::Pool as _;
+    let pool = FredPool::from_url("redis://user:s3cret@127.0.0.1:6390/2").unwrap();
+    assert_eq!(pool.address().as_deref(), Some("127.0.0.1:6390"));
+    assert!(!format!("{pool:?}").contains("s3cret"));
+}
+
+/// The crate re-exports the core whole, under the core's names: a user needs no other
+/// redlock crate, and no name of this crate shadows one of the core's.
+#[test]
+fn reexports_the_core() {
+    let _: fn(redlock_fred::Mutex<FredPool>) -> redlock_core::Mutex<FredPool> = |m| m;
+    let _: fn(redlock_fred::Error) -> redlock_core::Error = |e| e;
+    let _: fn(redlock_fred::Options) -> redlock_core::Options = |o| o;
+}

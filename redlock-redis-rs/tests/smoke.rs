@@ -1,0 +1,38 @@
+//! Driver-specific checks; the shared behaviours (against real `redis-server`s) live in
+//! the conformance suite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use redlock_redis_rs::{Pool, RedisPool};
+
+#[tokio::test]
+async fn bad_urls_are_config_errors() {
+    for url in ["not a url", "http://127.0.0.1:6379/", "redis://:99999999/"] {
+        let err = RedisPool::from_url(url).expect_err(url);
+        assert!(err.is_config(), "{url}: {err:?}");
+    }
+}
+
+#[test]
+fn outside_a_runtime_is_a_config_error() {
+    let err = RedisPool::from_url("redis://127.0.0.1:1/").expect_err("no runtime");
+    assert!(err.is_config(), "{err:?}");
+}
+
+#[tokio::test]
+async fn nodes_are_named_by_address_without_credentials() {
+    let pool = RedisPool::from_url("redis://user:s3cret@127.0.0.1:6390/2").unwrap();
+    assert_eq!(pool.address().as_deref(), Some("127.0.0.1:6390"));
+    let ipv6 = RedisPool::from_url("redis://[::1]:6390/").unwrap();
+    assert_eq!(ipv6.address().as_deref(), Some("[::1]:6390"));
+    assert!(!format!("{pool:?}").contains("s3cret"));
+}
+
+/// The crate re-exports the core whole, under the core's names: a user needs no other
+/// redlock crate, and no name of this crate shadows one of the core's.
+#[test]
+fn reexports_the_core() {
+    let _: fn(redlock_redis_rs::Mutex<RedisPool>) -> redlock_core::Mutex<RedisPool> = |m| m;
+    let _: fn(redlock_redis_rs::Error) -> redlock_core::Error = |e| e;
+    let _: fn(redlock_redis_rs::Options) -> redlock_core::Options = |o| o;
+}
