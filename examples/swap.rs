@@ -23,9 +23,9 @@ async fn run_jobs<P: Pool>(pools: Vec<P>) -> redlock_core::Result<()> {
         let mut guard = redlock.lock("swap:nightly-report").await?;
         guard.extend().await?;
         println!(
-            "  job {job}: held for {:?} more, value {}",
-            guard.remaining(),
-            guard.value()
+            "  job {job}: {:?} held for {:?} more",
+            guard.name(),
+            guard.remaining()
         );
         guard.unlock().await?;
     }
