@@ -64,20 +64,16 @@ impl<P: Pool> Call<P> {
         ttl_ms: Arc<str>,
         mode: LockMode,
     ) -> Self {
-        let op = Op::Lock { ttl_ms, mode };
-        let tag = Tag::next();
-        Self {
-            nodes,
-            key,
-            value,
-            op,
-            tag,
-        }
+        Self::new(nodes, key, value, Op::Lock { ttl_ms, mode })
     }
 
     /// Deletes `key` on `nodes` if it holds `value`.
     pub(crate) fn unlock(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>) -> Self {
-        let (op, tag) = (Op::Unlock, Tag::next());
+        Self::new(nodes, key, value, Op::Unlock)
+    }
+
+    fn new(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>, op: Op) -> Self {
+        let tag = Tag::next();
         Self {
             nodes,
             key,
@@ -149,9 +145,12 @@ fn read_vote(reply: Result<Reply, ConnError>, tag: &str) -> Vote {
         Ok(Reply::Data(echo)) if echo == tag.as_bytes() => Vote::Yes,
         Ok(Reply::Int(0)) => Vote::Absent,
         Ok(Reply::Int(-1)) => Vote::Taken,
-        Ok(Reply::Data(_) | Reply::Int(1)) => mismatch(
-            "the reply belongs to another call: the connection handed a late reply on".into(),
-        ),
+        // A connection out of step with its calls: retryable, and a new connection fixes
+        // it if it goes on.
+        Ok(Reply::Data(_) | Reply::Int(1)) => Vote::Failed(ConnError::new(
+            ConnErrorKind::Connection,
+            "the reply belongs to another call: the connection handed on a late reply",
+        )),
         Ok(other) => mismatch(format!("unexpected script reply {other:?}")),
         Err(e) => Vote::Failed(e),
     }
@@ -182,9 +181,11 @@ mod tests {
         ));
         assert!(matches!(read_vote(Ok(Reply::Int(0)), "1f"), Vote::Absent));
         assert!(matches!(read_vote(Ok(Reply::Int(-1)), "1f"), Vote::Taken));
-        for stale in [Reply::Data(b"1e".to_vec()), Reply::Int(1), Reply::Nil] {
+        for stale in [Reply::Data(b"1e".to_vec()), Reply::Int(1)] {
             let vote = read_vote(Ok(stale), "1f");
-            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
+            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
         }
+        let odd = read_vote(Ok(Reply::Nil), "1f");
+        assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::conn::Pool;
-use crate::health::Health;
+use crate::conn::{ConnErrorKind, Pool};
+use crate::health::{Health, Outcome};
 use crate::tally::Vote;
 
 /// The nodes of one lock manager, shared by every lock it makes: each node's pool, its
@@ -40,15 +40,27 @@ impl<P: Pool> Nodes<P> {
         self.pools.get(node)
     }
 
-    /// Notes how a call to `node` ended, and replaces the node's connection once it has
-    /// gone silent.
+    /// Notes how a call to `node` ended, and replaces the node's connection when only a
+    /// new one can help (see `health`).
     pub(crate) fn observe(&self, node: usize, vote: &Vote) {
         let (Some(health), Some(pool)) = (self.health.get(node), self.pools.get(node)) else {
             return;
         };
-        if health.record(vote.is_timeout()) {
+        if health.record(outcome(vote)) {
             // A pool that cannot reconnect keeps its connection; nothing else to do.
             pool.reconnect();
         }
+    }
+}
+
+/// What a vote says of the connection it came over.
+fn outcome(vote: &Vote) -> Outcome {
+    let Vote::Failed(error) = vote else {
+        return Outcome::Answered;
+    };
+    match error.kind() {
+        ConnErrorKind::Timeout | ConnErrorKind::Connection => Outcome::Failed,
+        ConnErrorKind::Auth => Outcome::Refused,
+        _ => Outcome::Other,
     }
 }

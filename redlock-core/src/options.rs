@@ -49,10 +49,11 @@ pub(crate) enum ValueSource {
 }
 
 impl ValueSource {
-    /// Whether every value is sure to be this attempt's alone. Only random values are: a
-    /// generator might repeat itself, and a fixed value is shared on purpose.
+    /// Whether every value is sure to be this attempt's alone: random values are, and so
+    /// are generated ones (the core adds a random suffix); a fixed value is shared on
+    /// purpose.
     pub(crate) fn is_unique(&self) -> bool {
-        matches!(self, Self::Random)
+        !matches!(self, Self::Fixed(_))
     }
 }
 
@@ -152,16 +153,13 @@ impl Options {
         self
     }
 
-    /// How a lock makes its value. Called once per attempt, so that no late reply or late
-    /// release of one attempt can be taken for another's. Default: 16 random bytes,
-    /// base64. An empty value is rejected when the lock is attempted.
-    ///
-    /// Each call should return a value no other attempt will use (a UUID, say). A generator
-    /// that repeats itself never lets two owners share a lock (an acquire only creates
-    /// keys, it never takes one over), but since a generated value might be another
-    /// owner's, a failed or cancelled attempt releases only the nodes that confirmed it:
-    /// a node whose reply was lost keeps the key until it expires. Random values do not
-    /// have this cost.
+    /// A prefix for the lock's values, to tell holders apart when you look at the keys
+    /// (`"worker-7"`, a host name). Called once per attempt; the value is the generated
+    /// string, a `:`, and 16 random bytes in base64, so it is unique to the attempt even
+    /// if the generator repeats itself: no two holders can ever share a value, and no late
+    /// reply or late release of one attempt can be taken for another's. Default: no
+    /// prefix (the value is the 16 random bytes alone). An empty string is rejected when
+    /// the lock is attempted. [`Guard::value`](crate::Guard::value) gives the whole value.
     pub fn value_generator(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.value = ValueSource::Generator(Arc::new(f));
         self
@@ -171,10 +169,13 @@ impl Options {
     /// (see [`Mutex::adopt`](crate::Mutex::adopt)). Default: none (random values). Must not
     /// be empty.
     ///
-    /// Since another owner may hold the same value, `lock` with a fixed value never takes
-    /// a key that already holds it, and a failed or cancelled attempt releases only the
-    /// nodes that confirmed it, leaving the rest to expire rather than risk deleting the
-    /// other owner's keys.
+    /// A value is what identifies a holder to Redis: two guards with one value are one
+    /// holder, and each can extend or release the other's keys. So a fixed value must
+    /// have one live holder at a time: hand it to one heir only, and do not `lock` with it
+    /// in two places. What the core does guard against: `lock` with a fixed value never
+    /// takes a key that already holds it, and a failed or cancelled attempt releases only
+    /// the nodes that confirmed it, leaving the rest to expire rather than risk deleting
+    /// another holder's keys.
     pub fn value(mut self, value: impl Into<String>) -> Self {
         self.value = ValueSource::Fixed(value.into());
         self
@@ -241,9 +242,15 @@ impl Options {
         self.timeout_factor
     }
 
-    /// The per-node timeout these options give: expiry × timeout factor.
+    /// The per-node timeout these options give: expiry × timeout factor (saturating; zero
+    /// for a factor that is not a number, which building a lock rejects).
     pub fn get_node_timeout(&self) -> Duration {
-        self.expiry.mul_f64(self.timeout_factor.clamp(0.0, 1.0))
+        let secs = self.expiry.as_secs_f64() * self.timeout_factor;
+        Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
+            Duration::MAX
+        } else {
+            Duration::ZERO
+        })
     }
 
     /// The clock drift allowance these options give: the TTL sent (whole milliseconds of

@@ -248,17 +248,22 @@ impl<P: Pool> Target<P> {
         Arc::new(Call::unlock(nodes, name, value.clone()))
     }
 
-    /// A value for one attempt.
+    /// A value for one attempt. A generated value gets a random suffix, so that it is the
+    /// attempt's alone even if the generator repeats itself: release and extend match a
+    /// key by value, and a value shared by two holders would let one's stale unlock or
+    /// extend act on the other's keys.
     fn new_value(&self) -> Result<Arc<str>> {
-        let value: Arc<str> = match &self.settings.options.value {
-            ValueSource::Random => random_value(),
-            ValueSource::Generator(f) => f().into(),
-            ValueSource::Fixed(v) => v.as_str().into(),
-        };
-        if value.is_empty() {
-            return Err(Error::config("value generator returned an empty value"));
+        match &self.settings.options.value {
+            ValueSource::Random => Ok(random_value()),
+            ValueSource::Generator(f) => {
+                let prefix = f();
+                if prefix.is_empty() {
+                    return Err(Error::config("value generator returned an empty value"));
+                }
+                Ok(format!("{prefix}:{}", random_value()).into())
+            }
+            ValueSource::Fixed(v) => Ok(v.as_str().into()),
         }
-        Ok(value)
     }
 
     /// The delay after failed attempt number `attempt` (1-based).
@@ -328,23 +333,35 @@ impl<'a, P: Pool> Round<'a, P> {
         asked.without(self.tally.taken_nodes())
     }
 
-    /// Releases what the failed round may have set, before the next round: at once, or in
-    /// the background when the caller's deadline has passed. The calls still in flight
-    /// are released by `in_flight` as each one finishes.
+    /// Releases what the failed round may have set, before the next round: at once, and
+    /// never past the caller's deadline (what is left then goes on in the background).
+    /// The calls still in flight are released by `in_flight` as each one finishes.
     async fn release(mut self, release: Release<P>, mut in_flight: InFlight) {
         let ours = self.ours(false);
-        if release.plan.deadline.is_some_and(|d| Instant::now() >= d) {
+        let deadline = release.plan.deadline;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             self.armed = false;
             self.target.release_in_background(ours, None, &self.value);
             return;
         }
-        // Cancelled while this runs, the round is dropped still armed and releases in the
-        // background.
-        release_on(ours, release.plan.everyone(), release.call).await;
+        // Cancelled, or cut by the deadline, while this runs, the round is dropped still
+        // armed and releases in the background.
+        let releasing = release_on(ours, release.plan.everyone(), release.call);
+        if until(deadline, releasing).await.is_none() {
+            return;
+        }
         self.armed = false;
         // The next round's value is new, so no late release of this round can touch its
         // keys; waiting keeps a late `SET` of this round from taking a node it needs.
-        finish(&mut in_flight).await;
+        until(deadline, finish(&mut in_flight)).await;
+    }
+}
+
+/// Runs `f` to its end, or until `deadline` when there is one; `None` when cut short.
+async fn until<F: std::future::Future>(deadline: Option<Instant>, f: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, f).await.ok(),
+        None => Some(f.await),
     }
 }
 

@@ -14,7 +14,9 @@ pub(crate) fn check() -> Result<()> {
         ));
     }
     // tokio has no way to ask whether the time driver is on; making a timer panics when it
-    // is off (and tokio's panic message, printed by the panic hook, says so too).
+    // is off, so the probe catches that panic. The panic hook still prints tokio's message
+    // (which says what to do), and a build with `panic = "abort"` aborts here, as it would
+    // at the lock's first timer without the probe.
     std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).map_err(|_| {
         Error::config(
             "the tokio runtime has no time driver: build it with enable_time() or enable_all()",

@@ -69,7 +69,7 @@ impl Settings {
                 options.expiry
             )));
         }
-        let node_timeout = options.expiry.mul_f64(options.timeout_factor);
+        let node_timeout = options.get_node_timeout();
         if node_timeout < Duration::from_millis(1) {
             return Err(Error::config(
                 "per-node timeout (expiry x timeout factor) is under 1 ms",

@@ -20,13 +20,6 @@ pub(crate) enum Vote {
     Failed(ConnError),
 }
 
-impl Vote {
-    /// Whether the node did not answer in time.
-    pub(crate) fn is_timeout(&self) -> bool {
-        matches!(self, Vote::Failed(e) if e.is_timeout())
-    }
-}
-
 /// A set of node indexes below [`MAX_NODES`]; a bitmask, so a round's bookkeeping
 /// allocates nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,7 +35,7 @@ impl NodeSet {
         }
     }
 
-    /// Adds `node`; nodes at or above [`MAX_NODES`] cannot occur (`Options::validate`
+    /// Adds `node`; nodes at or above [`MAX_NODES`] cannot occur (`Settings::new`
     /// refuses more nodes) and are ignored.
     pub(crate) fn insert(&mut self, node: usize) {
         if node < MAX_NODES {

@@ -15,21 +15,19 @@
 /// ```
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    // Credentials end at the last `@`: a password may hold `/`, `?` or `#` itself.
+    let (hidden, rest) = match rest.rsplit_once('@') {
+        Some((_, host)) => ("***@", host),
+        None => ("", rest),
     };
     let (rest, query) = match rest.split_once(['?', '#']) {
         Some((before, _)) => (before, "?***"),
         None => (rest, ""),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
-    };
-    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
-    format!("{scheme}{host}{path}{query}")
+    format!("{scheme}{hidden}{rest}{query}")
 }
 
 #[cfg(test)]
@@ -49,6 +47,9 @@ mod tests {
             ("redis://us@er:s3cret@host/", "redis://***@host/"),
             ("not a url s3cret@x", "***@x"),
             ("redis://host/#s3cret", "redis://host/?***"),
+            ("redis://:ab/s3cret@host:6379/", "redis://***@host:6379/"),
+            ("redis://:ab?s3cret@host/", "redis://***@host/"),
+            ("redis://u:ab#s3cret@host", "redis://***@host"),
             ("", ""),
         ];
         for (url, want) in cases {

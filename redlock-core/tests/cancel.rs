@@ -35,14 +35,14 @@ async fn dropping_lock_future_by_timeout_leaves_no_key() {
     assert_none_hold(&pools);
 }
 
-/// A generated value might be another owner's, so a cancelled attempt releases only the
+/// A fixed value might be another holder's, so a cancelled attempt releases only the
 /// nodes that confirmed it; the node whose reply was still out keeps the key until it
 /// expires (liveness, never safety).
 #[tokio::test(start_paused = true)]
-async fn dropping_lock_future_with_a_generated_value_releases_confirmed_nodes() {
+async fn dropping_lock_future_with_a_fixed_value_releases_confirmed_nodes() {
     let pools = warm_pools(3).await;
     pools[2].set_latency(ms(1000));
-    let m = mutex(&pools, patient().value_generator(|| "mine".to_owned()));
+    let m = mutex(&pools, patient().value("mine"));
     assert!(tokio::time::timeout(ms(100), m.lock()).await.is_err());
     advance(ms(1)).await;
     let mine = Some("mine".to_owned());
@@ -323,4 +323,18 @@ async fn fail_fast_unlock_right_after_success_leaves_no_key() {
         None,
         "unlock returned Ok but node 2 keeps our key"
     );
+}
+
+/// A failed fail-fast round that still waits for a hung node must not hold `lock_until`
+/// past its deadline: the hung call and its release go on in the background.
+#[tokio::test(start_paused = true)]
+async fn lock_until_returns_at_its_deadline_while_a_failed_round_finishes() {
+    let pools = warm_pools(3).await;
+    occupy(&pools[..2], ms(60_000));
+    pools[2].set_hang(true);
+    let m = mutex(&pools, patient().fail_fast(true).tries(1000));
+    let start = Instant::now();
+    let err = m.lock_until(start + ms(100)).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(start.elapsed(), ms(100));
 }

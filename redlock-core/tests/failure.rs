@@ -81,14 +81,14 @@ async fn failed_attempt_releases_a_set_that_lands_after_the_timeout() {
     assert_eq!(pools[2].get(KEY), None, "a late SET must be released");
 }
 
-/// A generated value might be another owner's: a failed attempt releases only the nodes
-/// that confirmed it, and a node whose reply timed out keeps the key until it expires.
+/// A fixed value might be another holder's: a failed attempt releases only the nodes that
+/// confirmed it, and a node whose reply timed out keeps the key until it expires.
 #[tokio::test(start_paused = true)]
-async fn failed_attempt_with_a_generated_value_releases_only_confirmed_nodes() {
+async fn failed_attempt_with_a_fixed_value_releases_only_confirmed_nodes() {
     let pools = warm_pools(3).await;
     occupy(&pools[..1], ms(60_000));
     pools[1].set_latency(ms(200));
-    let options = fast().value_generator(|| "mine".to_owned()).tries(1);
+    let options = fast().value("mine").tries(1);
     let err = mutex(&pools, options).try_lock().await.unwrap_err();
     assert!(err.is_no_quorum(), "{err}");
     let mine = Some("mine".to_owned());

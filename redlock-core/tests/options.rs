@@ -235,3 +235,17 @@ fn getters_read_back_every_setting() {
     assert_eq!(defaults.get_node_timeout(), ms(400));
     assert_eq!(defaults.get_drift(), ms(82));
 }
+
+#[test]
+fn getters_never_panic_on_options_a_lock_would_reject() {
+    for factor in [f64::NAN, f64::INFINITY, -1.0, 2.0] {
+        let options = Options::new().timeout_factor(factor).drift_factor(factor);
+        let _ = (options.get_node_timeout(), options.get_drift());
+    }
+    let huge = Options::new().expiry(Duration::MAX).timeout_factor(1.0);
+    assert_eq!(huge.get_node_timeout(), Duration::MAX);
+    assert_eq!(
+        Options::new().timeout_factor(f64::NAN).get_node_timeout(),
+        Duration::ZERO
+    );
+}

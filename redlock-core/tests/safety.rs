@@ -124,21 +124,23 @@ async fn detached_guard_hands_over_without_releasing() {
     assert_none_hold(&pools);
 }
 
-/// Two managers whose value generator repeats one string: an acquire only creates keys,
-/// so the second can never take over the first's lock.
+/// Two managers whose value generator repeats one string: the core makes each value
+/// unique (a random suffix), and an acquire only creates keys, so the second can never
+/// take over the first's lock.
 #[tokio::test(start_paused = true)]
 async fn repeating_value_generator_never_gives_two_holders() {
     let pools = warm_pools(3).await;
     let same = || fast().tries(1).value_generator(|| "same".to_owned());
     let first = mutex(&pools, same()).try_lock().await.unwrap();
+    assert!(first.value().starts_with("same:"), "{}", first.value());
     let err = mutex(&pools, same()).try_lock().await.unwrap_err();
     assert!(err.is_taken(), "{err}");
-    assert_all_hold(&pools, "same");
+    assert_all_hold(&pools, first.value());
     assert_exclusive(&pools, first.is_valid()).await;
 }
 
-/// The cleanup of a failed attempt must not delete a key that only looks like its own: a
-/// repeating generator's value on a node whose reply timed out may be the holder's.
+/// The cleanup of a failed attempt must not delete the holder's key on a node whose reply
+/// timed out, even when both got their value from one repeating generator.
 #[tokio::test(start_paused = true)]
 async fn repeating_value_generator_cleanup_spares_the_holders_keys() {
     let pools = warm_pools(3).await;
@@ -153,10 +155,26 @@ async fn repeating_value_generator_cleanup_spares_the_holders_keys() {
     advance(ms(300)).await;
     assert_eq!(
         pools[0].get(KEY).as_deref(),
-        Some("same"),
+        Some(first.value()),
         "the holder's key"
     );
     assert_exclusive(&pools, first.is_valid()).await;
+}
+
+/// A holder whose lock expired while it stalled (GC, swap) must not act on the keys of
+/// the next holder, even when both got their value from one repeating generator: neither
+/// its extend nor its unlock may touch them.
+#[tokio::test(start_paused = true)]
+async fn stale_holder_never_touches_the_next_holders_keys() {
+    let pools = warm_pools(3).await;
+    let same = || fast().tries(1).value_generator(|| "same".to_owned());
+    let mut stale = mutex(&pools, same()).try_lock().await.unwrap();
+    advance(ms(1_000)).await; // its keys expire
+    let next = mutex(&pools, same()).try_lock().await.unwrap();
+    assert!(stale.extend().await.unwrap_err().is_taken());
+    assert!(stale.unlock().await.unwrap_err().is_taken());
+    assert_all_hold(&pools, next.value());
+    assert_exclusive(&pools, next.is_valid()).await;
 }
 
 /// A pool of independent connections may deliver a failed attempt's `SET` and its
@@ -215,10 +233,15 @@ async fn late_replies_read_by_later_calls_never_give_two_holders() {
         "two holders: {:?}",
         values(&pools)
     );
-    let protocol = redlock_core::ConnErrorKind::Protocol;
+    let out_of_step = redlock_core::ConnErrorKind::Connection;
     assert_eq!(
         late,
-        [(0, protocol), (1, protocol)],
+        [(0, out_of_step), (1, out_of_step)],
         "the late replies were read"
+    );
+    let err = second.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a new attempt may read its own replies: {err}"
     );
 }

@@ -82,6 +82,7 @@ async fn nodes_are_named_by_address_without_credentials() {
     let pool = DeadpoolPool::from_url("redis://user:s3cret@127.0.0.1:6390/2").unwrap();
     assert_eq!(pool.address().as_deref(), Some("127.0.0.1:6390"));
     assert!(!format!("{pool:?}").contains("s3cret"));
+    assert!(!format!("{:?}", pool.get_now()).contains("s3cret"));
 }
 
 /// The crate re-exports the core whole, under the core's names: a user needs no other

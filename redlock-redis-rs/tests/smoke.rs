@@ -26,6 +26,7 @@ async fn nodes_are_named_by_address_without_credentials() {
     let ipv6 = RedisPool::from_url("redis://[::1]:6390/").unwrap();
     assert_eq!(ipv6.address().as_deref(), Some("[::1]:6390"));
     assert!(!format!("{pool:?}").contains("s3cret"));
+    assert!(!format!("{:?}", pool.get_now()).contains("s3cret"));
 }
 
 /// The crate re-exports the core whole, under the core's names: a user needs no other

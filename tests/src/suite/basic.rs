@@ -214,9 +214,10 @@ pub async fn quorum_for_one_three_and_five_nodes<P: Pool>(factory: &impl Factory
     }
 }
 
-/// Two lock managers whose value generator repeats one string: an acquire only creates
-/// keys, so the second never shares the first's lock, and its failed attempt leaves the
-/// first's keys alone.
+/// Two lock managers whose value generator repeats one string: the core makes each value
+/// unique and an acquire only creates keys, so the second never shares the first's lock,
+/// its failed attempt leaves the first's keys alone, and the first, once expired, cannot
+/// touch the keys of whoever holds the lock next.
 pub async fn repeating_value_generator_never_gives_two_holders<P: Pool>(factory: &impl Factory<P>) {
     let same = || quick(5_000).tries(1).value_generator(|| "same".to_owned());
     let bed = Testbed::start(3, same(), factory, "repeating_value");
@@ -228,11 +229,28 @@ pub async fn repeating_value_generator_never_gives_two_holders<P: Pool>(factory:
         .await
         .expect_err("the first still holds it");
     assert!(err.is_taken(), "{err}");
-    assert_eq!(bed.holders(&name, "same"), 3, "the first's keys stay");
+    assert_eq!(
+        bed.holders(&name, first.value()),
+        3,
+        "the first's keys stay"
+    );
     assert!(first.is_valid());
-    first.unlock().await.expect("unlock");
-    let again = second.lock(&name).await.expect("free again");
-    again.unlock().await.expect("unlock");
+    for i in 0..3 {
+        bed.fleet
+            .del(i, &name)
+            .expect("early expiry of the first's keys");
+    }
+    let next = second.lock(&name).await.expect("free again");
+    assert!(
+        first.unlock().await.is_err(),
+        "the stale holder's unlock failed"
+    );
+    assert_eq!(
+        bed.holders(&name, next.value()),
+        3,
+        "the next holder's keys stay"
+    );
+    next.unlock().await.expect("unlock");
 }
 
 /// Bad names, options and URLs are rejected before anything reaches a server.
