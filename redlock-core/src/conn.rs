@@ -47,9 +47,10 @@ use crate::scripts::Script;
 ///    reply as its own. (Multiplexed clients match replies to requests; a plain
 ///    connection must be discarded or drained.)
 /// 3. **Nothing is buffered or replayed while disconnected.** A call made while the node
-///    is unreachable fails at once (a failed vote) instead of waiting for a reconnect, and
-///    a call in flight when the connection drops fails instead of being sent again on the
-///    next connection: a late `SET` could land after the core gave up on it.
+///    is unreachable fails (a failed vote) instead of being held until a connection is
+///    back, and a call in flight when the connection drops, or when [`Pool::reconnect`]
+///    replaces it, fails or finishes on the old connection instead of being sent again on
+///    the new one: a late `SET` could land after the core gave up on it.
 /// 4. **Building a pool never fails because its node is down.** A node that is down when
 ///    the lock manager is built counts as a failed vote until it is reachable, and is used
 ///    again once it is back; connect lazily or in the background.
@@ -101,10 +102,12 @@ pub trait Pool: Send + Sync + 'static {
     /// makes a new one; returns whether it did. The default does nothing and returns
     /// `false` (unsupported).
     ///
-    /// The core calls it after several calls in a row timed out on this node: a peer that
-    /// vanished without a reset (power loss, a firewall dropping packets) leaves a
+    /// The core calls it, at most once a second, after several calls in a row timed out
+    /// or failed on this node, or at once when the node refused the credentials: a peer
+    /// that vanished without a reset (power loss, a firewall dropping packets) leaves a
     /// connection that never fails by itself, and would cost every call the full per-node
-    /// timeout until the kernel gives up on it. It must not block.
+    /// timeout until the kernel gives up on it; and some clients keep a failed handshake
+    /// and return it on every later call. It must not block.
     fn reconnect(&self) -> bool {
         false
     }

@@ -1,8 +1,10 @@
 //! Conformance suite and `redis-server` fleet harness for redlock-rs drivers.
 
+mod factory;
 pub mod faults;
 pub mod fleet;
 pub mod history;
 pub mod suite;
 
+pub use factory::Factory;
 pub use fleet::{Fleet, FleetError, unique_prefix};

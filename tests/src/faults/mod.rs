@@ -46,8 +46,8 @@ use self::config::{SETTLE, derive, plan_salt};
 use self::nemesis::{Event, Executor};
 use self::proxy::{Proxy, ProxyControl};
 use self::schedule::{Action, Schedule};
+use crate::factory::Factory;
 use crate::fleet::{Fleet, FleetError, unique_prefix};
-use crate::suite::Factory;
 
 /// What can stop a run from producing a report (as opposed to what the checker finds).
 #[derive(Debug, thiserror::Error)]

@@ -43,10 +43,7 @@ use redlock_core::{Options, Pool, Redlock};
 use crate::faults::proxy::{Mode, Proxy};
 use crate::fleet::{Fleet, unique_prefix};
 
-/// Builds one node's pool from its URL.
-pub trait Factory<P>: Fn(&str) -> redlock_core::Result<P> {}
-
-impl<P, F: Fn(&str) -> redlock_core::Result<P>> Factory<P> for F {}
+pub use crate::factory::Factory;
 
 /// A fleet of servers, a lock manager over it, and a key prefix of this test's own.
 pub struct Testbed<P: Pool> {
