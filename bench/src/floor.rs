@@ -24,8 +24,10 @@ use crate::{Result, fail};
 const VALUE: &str = "bench-floor-value-0123456789abcd";
 /// The TTL the core sends for its default 8 s expiry.
 const TTL_MS: &str = "8000";
-/// The tag the scripts echo on success; the core makes a new one per call.
-const TAG: &str = "f100";
+/// The tag the scripts echo on success, as an integer reply; the core makes a new one per
+/// call.
+const TAG: &str = "100";
+const ECHO: i64 = 100;
 
 /// The lock call's arguments, as the core lays them out for an acquire.
 fn lock_args() -> [&'static str; 4] {
@@ -49,10 +51,10 @@ fn unlock_args() -> [&'static str; 2] {
 }
 
 /// Checks that every node echoed the tag (set, or deleted).
-fn check(what: &str, replies: impl IntoIterator<Item = Result<String>>) -> Result<()> {
+fn check(what: &str, replies: impl IntoIterator<Item = Result<i64>>) -> Result<()> {
     for reply in replies {
         let reply = reply?;
-        if reply != TAG {
+        if reply != ECHO {
             return Err(fail(format!(
                 "floor {what} replied {reply}, expected {TAG}"
             )));
@@ -81,13 +83,13 @@ impl RedisFloor {
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisFloor<C> {
-    async fn evalsha(mut conn: C, sha1: &str, key: &str, args: &[&str]) -> Result<String> {
+    async fn evalsha(mut conn: C, sha1: &str, key: &str, args: &[&str]) -> Result<i64> {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(sha1).arg(1).arg(key).arg(args);
         Ok(cmd.query_async(&mut conn).await?)
     }
 
-    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<String>> {
+    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<i64>> {
         let calls = self
             .conns
             .iter()
@@ -176,9 +178,9 @@ impl FredFloor {
         Ok(floor)
     }
 
-    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<String>> {
+    async fn fan_out(&self, sha1: &str, key: &str, args: &[&str]) -> Vec<Result<i64>> {
         let calls = self.clients.iter().map(|c| async move {
-            let reply: String = c.evalsha(sha1, key, args.to_vec()).await?;
+            let reply: i64 = c.evalsha(sha1, key, args.to_vec()).await?;
             Ok(reply)
         });
         join_all(calls).await

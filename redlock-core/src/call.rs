@@ -10,29 +10,40 @@ use crate::nodes::Nodes;
 use crate::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
 use crate::tally::Vote;
 
-/// A call's tag: a number no other call of this process carries, in hex. The scripts
-/// return it on success, so that a late reply to another call is never read as this
-/// call's success.
+/// A call's tag: a number no other call of this process carries (until 2^53 - 1 calls
+/// have been made), which the scripts return on success, so that a late reply to another
+/// call is never read as this call's success. Never 0 or -1, the scripts' other replies.
 struct Tag {
-    text: [u8; 16],
+    n: i64,
+    text: [u8; 20],
     len: usize,
 }
+
+/// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
+const MAX_TAG: u64 = (1 << 53) - 1;
 
 impl Tag {
     fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let len = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-        let mut text = [0u8; 16];
-        for (i, digit) in text[..len].iter_mut().enumerate() {
-            let nibble = (n >> (4 * (len - 1 - i))) & 0xf;
-            *digit = b"0123456789abcdef"[nibble as usize];
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
+        let mut digits = [0u8; 20];
+        let (mut rest, mut len) = (n, 0);
+        while rest > 0 || len == 0 {
+            digits[len] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            len += 1;
         }
-        Self { text, len }
+        let mut text = [0u8; 20];
+        for (to, from) in text[..len].iter_mut().zip(digits[..len].iter().rev()) {
+            *to = *from;
+        }
+        // At most 2^53 - 1, so it fits an i64.
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        Self { n, text, len }
     }
 
     fn as_str(&self) -> &str {
-        // Hex digits are ASCII, so this is always `Ok`.
+        // Decimal digits are ASCII, so this is always `Ok`.
         std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
     }
 }
@@ -118,7 +129,7 @@ impl<P: Pool> Call<P> {
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let reply = call.run(node).await;
-    read_vote(reply, call.tag.as_str())
+    read_vote(reply, call.tag.n)
 }
 
 /// [`vote`] bounded by `timeout`, for calls made one by one (releases).
@@ -139,19 +150,21 @@ pub(crate) fn timed_out(timeout: Duration) -> Vote {
     Vote::Failed(ConnError::new(ConnErrorKind::Timeout, message))
 }
 
-fn read_vote(reply: Result<Reply, ConnError>, tag: &str) -> Vote {
-    let mismatch = |what: String| Vote::Failed(ConnError::new(ConnErrorKind::Protocol, what));
+fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
     match reply {
-        Ok(Reply::Data(echo)) if echo == tag.as_bytes() => Vote::Yes,
         Ok(Reply::Int(0)) => Vote::Absent,
         Ok(Reply::Int(-1)) => Vote::Taken,
+        Ok(Reply::Int(echo)) if echo == tag => Vote::Yes,
         // A connection out of step with its calls: retryable, and a new connection fixes
         // it if it goes on.
-        Ok(Reply::Data(_) | Reply::Int(1)) => Vote::Failed(ConnError::new(
+        Ok(Reply::Int(_)) => Vote::Failed(ConnError::new(
             ConnErrorKind::Connection,
             "the reply belongs to another call: the connection handed on a late reply",
         )),
-        Ok(other) => mismatch(format!("unexpected script reply {other:?}")),
+        Ok(other) => {
+            let message = format!("unexpected script reply {other:?}");
+            Vote::Failed(ConnError::new(ConnErrorKind::Protocol, message))
+        }
         Err(e) => Vote::Failed(e),
     }
 }
@@ -161,31 +174,30 @@ mod tests {
     use super::*;
     use crate::conn::ConnErrorKind;
     #[test]
-    fn tags_are_distinct_hex() {
-        let tags: Vec<String> = (0..100).map(|_| Tag::next().as_str().to_owned()).collect();
-        let mut unique = tags.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), tags.len());
-        assert!(
-            tags.iter()
-                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        );
+    fn tags_are_distinct_decimal_numbers() {
+        let tags: Vec<Tag> = (0..100).map(|_| Tag::next()).collect();
+        let mut numbers: Vec<i64> = tags.iter().map(|t| t.n).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), tags.len());
+        for tag in &tags {
+            assert!(tag.n >= 1 && tag.n <= MAX_TAG as i64);
+            assert_eq!(tag.as_str().parse::<i64>().ok(), Some(tag.n));
+        }
     }
 
     #[test]
     fn only_the_calls_own_tag_is_a_yes() {
-        assert!(matches!(
-            read_vote(Ok(Reply::Data(b"1f".to_vec())), "1f"),
-            Vote::Yes
-        ));
-        assert!(matches!(read_vote(Ok(Reply::Int(0)), "1f"), Vote::Absent));
-        assert!(matches!(read_vote(Ok(Reply::Int(-1)), "1f"), Vote::Taken));
-        for stale in [Reply::Data(b"1e".to_vec()), Reply::Int(1)] {
-            let vote = read_vote(Ok(stale), "1f");
+        assert!(matches!(read_vote(Ok(Reply::Int(31)), 31), Vote::Yes));
+        assert!(matches!(read_vote(Ok(Reply::Int(0)), 31), Vote::Absent));
+        assert!(matches!(read_vote(Ok(Reply::Int(-1)), 31), Vote::Taken));
+        for stale in [30, 1] {
+            let vote = read_vote(Ok(Reply::Int(stale)), 31);
             assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
         }
-        let odd = read_vote(Ok(Reply::Nil), "1f");
-        assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
+        for odd in [Reply::Nil, Reply::Data(b"31".to_vec())] {
+            let vote = read_vote(Ok(odd), 31);
+            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
+        }
     }
 }

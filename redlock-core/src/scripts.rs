@@ -6,9 +6,11 @@
 //! checks them against the sources, and `.gitattributes` pins the sources' line endings so
 //! that a checkout cannot change their bytes.
 //!
-//! Each script takes a *tag* as its last argument and returns it on success. The tag is
-//! different for every call the core makes, so a reply that a connection delivers late,
-//! to the wrong call, can never be read as a success of the call that receives it.
+//! Each script takes a *tag* as its last argument and returns it on success, as an integer
+//! reply. The tag (a decimal number from 1 to 2^53 - 1, exact as a Lua number, and never the
+//! scripts' other replies 0 and -1) is different for every call the core makes, so a reply
+//! that a connection delivers late, to the wrong call, can never be read as a success of
+//! the call that receives it.
 
 /// A Lua script with its SHA1, as `run_script` sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,7 @@ impl Script {
 pub const LOCK: Script = Script {
     name: "lock",
     source: include_str!("lua/lock.lua"),
-    sha1: "3cbb59d8db745aa85ea1672f6b48148523c839d5",
+    sha1: "243da4deac61083bcfd5cf494c8246680712e6b7",
 };
 
 /// Deletes the key if it holds the value.
@@ -53,7 +55,7 @@ pub const LOCK: Script = Script {
 pub const UNLOCK: Script = Script {
     name: "unlock",
     source: include_str!("lua/unlock.lua"),
-    sha1: "75aab2380fd75b8c8326899a0b03d38d78bec4f6",
+    sha1: "b8b7f08f061aaec46043ea960adc7c6f76972611",
 };
 
 /// What [`LOCK`] may do to the key: its mode argument.
@@ -96,7 +98,7 @@ pub struct LockArgs<'a> {
     pub ttl_ms: &'a str,
     /// What the script may do to the key.
     pub mode: LockMode,
-    /// The call's tag, returned on success.
+    /// The call's tag (a decimal number from 1 to 2^53 - 1), returned on success.
     pub tag: &'a str,
 }
 
@@ -126,7 +128,7 @@ impl<'a> LockArgs<'a> {
 pub struct UnlockArgs<'a> {
     /// The value that marks the holder.
     pub value: &'a str,
-    /// The call's tag, returned on success.
+    /// The call's tag (a decimal number from 1 to 2^53 - 1), returned on success.
     pub tag: &'a str,
 }
 

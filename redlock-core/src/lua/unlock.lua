@@ -1,9 +1,9 @@
 -- redlock-rs unlock: KEYS[1] key, ARGV[1] value, ARGV[2] tag.
--- Returns the tag when deleted, 0 when absent, -1 when another value holds it.
+-- Returns the tag (a number) when deleted, 0 when absent, -1 when another value holds it.
 local current = redis.call("GET", KEYS[1])
 if current == ARGV[1] then
     redis.call("DEL", KEYS[1])
-    return ARGV[2]
+    return tonumber(ARGV[2])
 end
 if current then
     return -1

@@ -130,7 +130,7 @@ impl Node {
             None => Reply::Int(0),
             Some(v) if v == args.value => {
                 self.data.remove(key);
-                Reply::Data(args.tag.as_bytes().to_vec())
+                echo(args.tag)
             }
             Some(_) => Reply::Int(-1),
         }
@@ -147,6 +147,11 @@ impl Node {
         }
         let entry = (args.value.to_owned(), until);
         self.data.insert(key.to_owned(), entry);
-        Reply::Data(args.tag.as_bytes().to_vec())
+        echo(args.tag)
     }
+}
+
+/// The scripts' success reply: the tag as a number (`tonumber`), nil if it is none.
+fn echo(tag: &str) -> Reply {
+    tag.parse().map_or(Reply::Nil, Reply::Int)
 }

@@ -26,16 +26,16 @@ const NO_HANG: Duration = Duration::from_secs(10);
 async fn warm_pool<P: Pool>(factory: &impl Factory<P>, url: &str) -> P {
     let pool = factory(url).unwrap_or_else(|e| panic!("factory failed for {url}: {e}"));
     let key = format!("{}warm", unique_prefix("warm"));
-    let set = lock_script(&pool, &key, "warm", "w").await;
-    assert!(echoed(&set, "w"), "warm-up lock: {set:?}");
-    let unset = unlock_script(&pool, &key, "warm", "u").await;
-    assert!(echoed(&unset, "u"), "warm-up unlock: {unset:?}");
+    let set = lock_script(&pool, &key, "warm", "11").await;
+    assert!(echoed(&set, "11"), "warm-up lock: {set:?}");
+    let unset = unlock_script(&pool, &key, "warm", "12").await;
+    assert!(echoed(&unset, "12"), "warm-up unlock: {unset:?}");
     pool
 }
 
-/// Whether `reply` is the script's echo of `tag`: its call succeeded.
+/// Whether `reply` is the script's echo of `tag` (a number): its call succeeded.
 fn echoed(reply: &Result<Reply, ConnError>, tag: &str) -> bool {
-    matches!(reply, Ok(Reply::Data(echo)) if echo == tag.as_bytes())
+    matches!(reply, Ok(Reply::Int(echo)) if Some(*echo) == tag.parse().ok())
 }
 
 async fn conn<P: Pool>(pool: &P) -> Result<P::Conn, ConnError> {
@@ -45,7 +45,8 @@ async fn conn<P: Pool>(pool: &P) -> Result<P::Conn, ConnError> {
     }
 }
 
-/// Sets `key` to `value` (create only) for 5 s on `pool`'s node; the script echoes `tag`.
+/// Sets `key` to `value` (create only) for 5 s on `pool`'s node; the script echoes `tag`
+/// (a decimal number).
 async fn lock_script<P: Pool>(
     pool: &P,
     key: &str,
@@ -93,15 +94,15 @@ pub async fn calls_to_one_node_keep_their_order<P: Pool>(factory: &impl Factory<
     let key = format!("{}order", unique_prefix("order"));
     for i in 0..200 {
         let value = format!("v{i}");
-        let mut set = pin!(lock_script(&pool, &key, &value, "set"));
+        let mut set = pin!(lock_script(&pool, &key, &value, "21"));
         let finished = send(set.as_mut()).await;
-        let release = unlock_script(&pool, &key, &value, "del");
+        let release = unlock_script(&pool, &key, &value, "22");
         let (set, release) = match finished {
             Some(set) => (set, release.await),
             None => tokio::join!(set, release),
         };
-        assert!(echoed(&set, "set"), "round {i}: {set:?}");
-        let after = echoed(&release, "del");
+        assert!(echoed(&set, "21"), "round {i}: {set:?}");
+        let after = echoed(&release, "22");
         assert!(
             after,
             "round {i}: the release overtook the SET: {release:?}"
@@ -115,13 +116,13 @@ pub async fn calls_to_one_node_keep_their_order<P: Pool>(factory: &impl Factory<
 pub async fn late_reply_never_reaches_a_later_call<P: Pool>(factory: &impl Factory<P>) {
     let bed = Testbed::start_proxied(1, quick(5_000), factory, "late_reply").await;
     let pool = warm_pool(factory, &bed.proxies[0].url()).await;
-    let key = bed.key("late");
+    let key = bed.key("31");
     bed.set_mode(0, Mode::Latency(Duration::from_millis(300)));
-    let late = lock_script(&pool, &key, "v", "late");
+    let late = lock_script(&pool, &key, "v", "31");
     let cut = tokio::time::timeout(Duration::from_millis(50), late).await;
     assert!(cut.is_err(), "the call was cut short");
     bed.set_mode(0, Mode::Pass); // the late reply is delivered now, before the next one
-    for tag in ["own-1", "own-2"] {
+    for tag in ["32", "33"] {
         let next = tokio::time::timeout(NO_HANG, unlock_script(&pool, &key, "v", tag));
         let reply = next.await.expect("no hang");
         let own = echoed(&reply, tag) || matches!(reply, Ok(Reply::Int(0)));
@@ -137,7 +138,7 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
     let pool = warm_pool(factory, &bed.proxies[0].url()).await;
     let key = bed.key("buffered");
     bed.set_mode(0, Mode::Refuse);
-    let call = tokio::time::timeout(NO_HANG, lock_script(&pool, &key, "v", "t"));
+    let call = tokio::time::timeout(NO_HANG, lock_script(&pool, &key, "v", "41"));
     let err = call
         .await
         .expect("fails, not buffered")
@@ -152,13 +153,13 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
     );
 
     let key = bed.key("replayed");
-    let mut call = pin!(lock_script(&pool, &key, "v", "t"));
+    let mut call = pin!(lock_script(&pool, &key, "v", "41"));
     in_flight_with_reply_held(&bed, &key, &mut call).await;
     bed.set_mode(0, Mode::Reset); // breaks the connection under the call in flight
     let err = tokio::time::timeout(NO_HANG, call).await.expect("no hang");
     let err = err.expect_err("its connection broke");
     assert_eq!(err.kind(), ConnErrorKind::Connection, "{err}");
-    bed.fleet.del(0, &key).expect("del");
+    bed.fleet.del(0, &key).expect("22");
     bed.set_mode(0, Mode::Pass);
     reconnect_and_settle(&pool, &bed).await;
     assert_eq!(
@@ -174,16 +175,16 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
 /// again on the new one.
 async fn in_flight_call_survives_no_reconnect_twice<P: Pool>(pool: &P, bed: &Testbed<P>) {
     let key = bed.key("reconnected");
-    let mut call = pin!(lock_script(pool, &key, "v", "t"));
+    let mut call = pin!(lock_script(pool, &key, "v", "41"));
     in_flight_with_reply_held(bed, &key, &mut call).await;
-    bed.fleet.del(0, &key).expect("del");
+    bed.fleet.del(0, &key).expect("22");
     if !pool.reconnect() {
         return; // A pool that cannot reconnect has nothing to replay on.
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     bed.set_mode(0, Mode::Pass);
     let done = tokio::time::timeout(NO_HANG, call).await.expect("no hang");
-    assert!(done.is_err() || echoed(&done, "t"), "{done:?}");
+    assert!(done.is_err() || echoed(&done, "41"), "{done:?}");
     reconnect_and_settle(pool, bed).await;
     let left = bed.fleet.get(0, &key).expect("get");
     assert_eq!(left, None, "the call was sent again on the new connection");
@@ -225,7 +226,7 @@ async fn reconnect_and_settle<P: Pool>(pool: &P, bed: &Testbed<P>) {
     let key = bed.key("probe");
     let mut answered = false;
     for _ in 0..100 {
-        if lock_script(pool, &key, "probe", "p").await.is_ok() {
+        if lock_script(pool, &key, "probe", "51").await.is_ok() {
             answered = true;
             break;
         }
