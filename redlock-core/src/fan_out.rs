@@ -16,7 +16,9 @@ use tokio::time::{Instant, Sleep, timeout_at};
 
 use crate::call::{Call, timed_out, vote, vote_within};
 use crate::conn::{ConnError, ConnErrorKind, Pool};
+use crate::error::Result;
 use crate::nodes::Nodes;
+use crate::runtime;
 use crate::tally::{NodeSet, Tally, Vote};
 
 /// How one fan-out runs.
@@ -121,12 +123,17 @@ fn gather<'a, P: Pool, F: Future<Output = Vote>>(
 /// Without fail-fast it waits for every node (each bounded by the timeout) or the caller's
 /// deadline. With it, it returns once the outcome is certain. Either way it hands back the
 /// calls still in flight.
+///
+/// # Errors
+///
+/// [`Error::Config`](crate::Error::Config), before anything is sent, when no timer can be
+/// made (no tokio runtime, or one without its time driver).
 pub(crate) async fn fan_out<P: Pool>(
     plan: Plan,
     call: Arc<Call<P>>,
     tally: &mut Tally,
-) -> Pending<P, impl Future<Output = Vote> + Send + 'static> {
-    let timer = tokio::time::sleep(plan.timeout);
+) -> Result<Pending<P, impl Future<Output = Vote> + Send + 'static>> {
+    let timer = runtime::sleep(plan.timeout)?;
     let deadline = timer.deadline();
     let mut timer = std::pin::pin!(timer);
     if let Some(caller) = plan.deadline.filter(|&d| d < deadline) {
@@ -146,7 +153,7 @@ pub(crate) async fn fan_out<P: Pool>(
         timeout: plan.timeout,
     };
     gather(&mut pending, tally, plan, timer).await;
-    pending
+    Ok(pending)
 }
 
 /// What to release once an acquire's calls still in flight have finished.

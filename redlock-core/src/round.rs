@@ -15,6 +15,7 @@ use crate::error::{Action, Error, Result};
 use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background, release_on};
 use crate::nodes::Nodes;
 use crate::options::{RetryDelay, ValueSource};
+use crate::runtime;
 use crate::scripts::LockMode;
 use crate::settings::{Settings, Ttl};
 use crate::tally::{NodeSet, Subject, Tally};
@@ -71,7 +72,6 @@ impl<P: Pool> Target<P> {
     /// Acquires the lock in up to `tries` attempts, giving up at `deadline`. Stops early
     /// when an attempt's failure cannot pass by retrying.
     pub(crate) async fn acquire(&self, tries: u32, deadline: Option<Instant>) -> Result<Held> {
-        check_time_driver()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(self.deadline_exceeded(None));
         }
@@ -106,7 +106,14 @@ impl<P: Pool> Target<P> {
         let plan = self.plan(deadline);
         let start = Instant::now();
         let mut round = Round::new(self, value);
-        let pending = fan_out(plan, call, &mut round.tally).await;
+        let pending = match fan_out(plan, call, &mut round.tally).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                // Nothing was sent.
+                round.armed = false;
+                return Err(e);
+            }
+        };
         let elapsed = start.elapsed();
         let reached = round.tally.reached();
         let left = validity(s.ttl.duration(), elapsed, s.drift).filter(|_| reached);
@@ -161,7 +168,6 @@ impl<P: Pool> Target<P> {
         drift: Duration,
         start: Instant,
     ) -> Result<Instant> {
-        check_time_driver()?;
         let mode = if self.settings.options.get_recreate_on_extend() {
             LockMode::CreateOrRefresh
         } else {
@@ -170,7 +176,7 @@ impl<P: Pool> Target<P> {
         let call = self.lock_call(value, ttl.arg().clone(), mode);
         let mut tally = self.tally();
         // Every node answers or times out before this returns: nothing is left in flight.
-        fan_out(self.plan(None).everyone(), call, &mut tally).await;
+        fan_out(self.plan(None).everyone(), call, &mut tally).await?;
         let elapsed = start.elapsed();
         if !tally.reached() {
             return Err(tally.held_error(&self.subject(Action::Extend)));
@@ -183,11 +189,10 @@ impl<P: Pool> Target<P> {
 
     /// Releases the key on every node, once the acquire's calls still in flight are done.
     pub(crate) async fn unlock(&self, value: &Arc<str>, in_flight: &mut InFlight) -> Result<()> {
-        check_time_driver()?;
         finish(in_flight).await;
         let mut tally = self.tally();
         let call = self.unlock_call(value);
-        fan_out(self.plan(None).everyone(), call, &mut tally).await;
+        fan_out(self.plan(None).everyone(), call, &mut tally).await?;
         if tally.reached() {
             return Ok(());
         }
@@ -201,7 +206,7 @@ impl<P: Pool> Target<P> {
         in_flight: InFlight,
         value: &Arc<str>,
     ) {
-        if check_time_driver().is_err() {
+        if runtime::check().is_err() {
             // Without timers no call could be bounded; the keys expire on their own.
             return;
         }
@@ -384,10 +389,4 @@ fn random_value() -> Arc<str> {
         // Unreachable (24 bytes hold 16 encoded); a longer value is as good.
         Err(_) => engine.encode(rand::random::<[u8; 16]>()).into(),
     }
-}
-
-/// Fails with [`Error::Config`] when called outside a tokio runtime whose time driver is
-/// enabled: every call the lock makes is bounded by a timer.
-fn check_time_driver() -> Result<()> {
-    crate::runtime::check()
 }
