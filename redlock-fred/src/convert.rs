@@ -13,8 +13,7 @@ pub fn map_error(e: FredError) -> ConnError {
         ErrorKind::Auth => ConnErrorKind::Auth,
         ErrorKind::Timeout => ConnErrorKind::Timeout,
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing => ConnErrorKind::Connection,
-        // A call in flight when the connection was replaced, not written again.
-        _ if details.starts_with("Too many failed write attempts") => ConnErrorKind::Connection,
+        _ if NO_CONNECTION.iter().any(|m| details.starts_with(m)) => ConnErrorKind::Connection,
         ErrorKind::InvalidArgument | ErrorKind::InvalidCommand => ConnErrorKind::Command,
         ErrorKind::Cluster => ConnErrorKind::Server,
         ErrorKind::Protocol | ErrorKind::Parse => ConnErrorKind::Protocol,
@@ -22,6 +21,17 @@ pub fn map_error(e: FredError) -> ConnError {
     };
     ConnError::caused_by(kind, e)
 }
+
+/// fred's own messages, filed under `ErrorKind::Unknown`, for a call that found no
+/// connection to go over, or lost its connection and was not written again (one write
+/// attempt per call: see the crate docs).
+const NO_CONNECTION: [&str; 5] = [
+    "Too many failed write attempts",
+    "Failed to route command",
+    "Failed to send command to router",
+    "Missing expected connection",
+    "Max attempts exceeded",
+];
 
 /// A server error reply starts with an upper-case code (`ERR`, `NOPERM`, `WRONGPASS`,
 /// ...); fred's own messages do not.

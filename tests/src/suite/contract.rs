@@ -143,7 +143,7 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
         .await
         .expect("fails, not buffered")
         .expect_err("refused");
-    assert_eq!(err.kind(), ConnErrorKind::Connection, "{err}");
+    assert_eq!(err.kind(), ConnErrorKind::Connection, "{err:?}");
     bed.set_mode(0, Mode::Pass);
     reconnect_and_settle(&pool, &bed).await;
     assert_eq!(
@@ -158,7 +158,7 @@ pub async fn nothing_is_buffered_or_replayed<P: Pool>(factory: &impl Factory<P>)
     bed.set_mode(0, Mode::Reset); // breaks the connection under the call in flight
     let err = tokio::time::timeout(NO_HANG, call).await.expect("no hang");
     let err = err.expect_err("its connection broke");
-    assert_eq!(err.kind(), ConnErrorKind::Connection, "{err}");
+    assert_eq!(err.kind(), ConnErrorKind::Connection, "{err:?}");
     bed.fleet.del(0, &key).expect("22");
     bed.set_mode(0, Mode::Pass);
     reconnect_and_settle(&pool, &bed).await;
