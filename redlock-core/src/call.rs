@@ -2,7 +2,7 @@
 //! the script's arguments and a tag of its own) and how a node's reply is read as a vote.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
@@ -10,42 +10,15 @@ use crate::nodes::Nodes;
 use crate::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
 use crate::tally::Vote;
 
-/// A call's tag: a number no other call of this process carries (until 2^53 - 1 calls
+/// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
+const MAX_TAG: i64 = (1 << 53) - 1;
+
+/// A new call's tag: a number no other call of this process carries (until 2^53 - 1 calls
 /// have been made), which the scripts return on success, so that a late reply to another
 /// call is never read as this call's success. Never 0 or -1, the scripts' other replies.
-struct Tag {
-    n: i64,
-    text: [u8; 20],
-    len: usize,
-}
-
-/// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
-const MAX_TAG: u64 = (1 << 53) - 1;
-
-impl Tag {
-    fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) % MAX_TAG + 1;
-        let mut digits = [0u8; 20];
-        let (mut rest, mut len) = (n, 0);
-        while rest > 0 || len == 0 {
-            digits[len] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            len += 1;
-        }
-        let mut text = [0u8; 20];
-        for (to, from) in text[..len].iter_mut().zip(digits[..len].iter().rev()) {
-            *to = *from;
-        }
-        // At most 2^53 - 1, so it fits an i64.
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        Self { n, text, len }
-    }
-
-    fn as_str(&self) -> &str {
-        // Decimal digits are ASCII, so this is always `Ok`.
-        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
-    }
+fn next_tag() -> i64 {
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed).rem_euclid(MAX_TAG) + 1
 }
 
 /// What a call asks of the key.
@@ -63,7 +36,7 @@ pub(crate) struct Call<P> {
     key: Arc<str>,
     value: Arc<str>,
     op: Op,
-    tag: Tag,
+    tag: i64,
 }
 
 impl<P: Pool> Call<P> {
@@ -84,7 +57,7 @@ impl<P: Pool> Call<P> {
     }
 
     fn new(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>, op: Op) -> Self {
-        let tag = Tag::next();
+        let tag = next_tag();
         Self {
             nodes,
             key,
@@ -107,7 +80,8 @@ impl<P: Pool> Call<P> {
             Some(conn) => conn,
             None => pool.get().await?,
         };
-        let (keys, value, tag) = ([&*self.key], &*self.value, self.tag.as_str());
+        let mut digits = itoa::Buffer::new();
+        let (keys, value, tag) = ([&*self.key], &*self.value, digits.format(self.tag));
         match &self.op {
             Op::Lock { ttl_ms, mode } => {
                 let args = LockArgs {
@@ -129,7 +103,7 @@ impl<P: Pool> Call<P> {
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let reply = call.run(node).await;
-    read_vote(reply, call.tag.n)
+    read_vote(reply, call.tag)
 }
 
 /// [`vote`] bounded by `timeout`, for calls made one by one (releases).
@@ -174,16 +148,12 @@ mod tests {
     use super::*;
     use crate::conn::ConnErrorKind;
     #[test]
-    fn tags_are_distinct_decimal_numbers() {
-        let tags: Vec<Tag> = (0..100).map(|_| Tag::next()).collect();
-        let mut numbers: Vec<i64> = tags.iter().map(|t| t.n).collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        assert_eq!(numbers.len(), tags.len());
-        for tag in &tags {
-            assert!(tag.n >= 1 && tag.n <= MAX_TAG as i64);
-            assert_eq!(tag.as_str().parse::<i64>().ok(), Some(tag.n));
-        }
+    fn tags_are_distinct_numbers_never_0_or_minus_1() {
+        let mut tags: Vec<i64> = (0..100).map(|_| next_tag()).collect();
+        assert!(tags.iter().all(|&t| (1..=MAX_TAG).contains(&t)), "{tags:?}");
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), 100);
     }
 
     #[test]

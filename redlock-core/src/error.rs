@@ -180,12 +180,8 @@ fn write_causes(f: &mut fmt::Formatter<'_>, taken: usize, errors: &[NodeError]) 
     if taken > 0 {
         groups.push((taken, None));
     }
-    for kind in errors.iter().map(|e| e.error.kind()) {
-        if !groups.iter().any(|&(_, k)| k == Some(kind)) {
-            let count = errors.iter().filter(|e| e.error.kind() == kind).count();
-            groups.push((count, Some(kind)));
-        }
-    }
+    groups.extend(kinds_by_count(errors).map(|(count, kind)| (count, Some(kind))));
+    // Stable: on a tie, "held by another owner" stays first, then the earlier kind.
     groups.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
     for (i, (count, kind)) in groups.iter().enumerate() {
         let separator = if i == 0 { "" } else { ", " };
@@ -237,18 +233,24 @@ impl std::error::Error for Error {
     }
 }
 
-/// The first node error of the most common kind (the earliest kind on a tie, as in the
-/// message).
+/// The first node error of the most common kind: the cause the message names first.
 fn dominant(errors: &[NodeError]) -> Option<&NodeError> {
-    let count = |kind| errors.iter().filter(|e| e.error.kind() == kind).count();
-    let mut best: Option<(&NodeError, usize)> = None;
-    for e in errors {
-        let n = count(e.error.kind());
-        if best.is_none_or(|(_, most)| n > most) {
-            best = Some((e, n));
+    let (_, kind) = kinds_by_count(errors).next()?;
+    errors.iter().find(|e| e.error.kind() == kind)
+}
+
+/// Each kind of error in `errors` with how many nodes failed so, the most common first,
+/// and on a tie the kind that came first.
+fn kinds_by_count(errors: &[NodeError]) -> impl Iterator<Item = (usize, ConnErrorKind)> {
+    let mut kinds: Vec<(usize, ConnErrorKind)> = Vec::new();
+    for kind in errors.iter().map(|e| e.error.kind()) {
+        match kinds.iter_mut().find(|(_, k)| *k == kind) {
+            Some((count, _)) => *count += 1,
+            None => kinds.push((1, kind)),
         }
     }
-    best.map(|(e, _)| e)
+    kinds.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
+    kinds.into_iter()
 }
 
 impl Error {
