@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use redlock_core::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
+use redlock_core::scripts::{LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
 use redlock_core::{ConnError, ConnErrorKind, Pool, Reply, run_script};
 
 use super::{Factory, Testbed, quick};
@@ -38,11 +38,18 @@ fn echoed(reply: &Result<Reply, ConnError>, tag: &str) -> bool {
     matches!(reply, Ok(Reply::Int(echo)) if Some(*echo) == tag.parse().ok())
 }
 
-async fn conn<P: Pool>(pool: &P) -> Result<P::Conn, ConnError> {
-    match pool.get_now() {
-        Some(conn) => Ok(conn),
-        None => pool.get().await,
-    }
+/// Runs `script` on `key` with `argv`, on a connection from `pool`.
+async fn call<P: Pool>(
+    pool: &P,
+    script: &Script,
+    key: &str,
+    argv: &[&str],
+) -> Result<Reply, ConnError> {
+    let mut conn = match pool.get_now() {
+        Some(conn) => conn,
+        None => pool.get().await?,
+    };
+    run_script(&mut conn, script, &[key], argv).await
 }
 
 /// Sets `key` to `value` (create only) for 5 s on `pool`'s node; the script echoes `tag`
@@ -53,7 +60,6 @@ async fn lock_script<P: Pool>(
     value: &str,
     tag: &str,
 ) -> Result<Reply, ConnError> {
-    let mut conn = conn(pool).await?;
     let mode = LockMode::CreateOnly;
     let ttl_ms = "5000";
     let args = LockArgs {
@@ -62,7 +68,7 @@ async fn lock_script<P: Pool>(
         mode,
         tag,
     };
-    run_script(&mut conn, &LOCK, &[key], &args.argv()).await
+    call(pool, &LOCK, key, &args.argv()).await
 }
 
 /// Deletes `key` if it holds `value`; the script echoes `tag` when it did.
@@ -72,9 +78,7 @@ async fn unlock_script<P: Pool>(
     value: &str,
     tag: &str,
 ) -> Result<Reply, ConnError> {
-    let mut conn = conn(pool).await?;
-    let args = UnlockArgs { value, tag };
-    run_script(&mut conn, &UNLOCK, &[key], &args.argv()).await
+    call(pool, &UNLOCK, key, &UnlockArgs { value, tag }.argv()).await
 }
 
 /// Polls `f` once, which sends its call; its output if that already finished it.
