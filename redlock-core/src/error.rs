@@ -1,10 +1,10 @@
-//! The crate's one error type.
+//! The crate's one error type, and why a lease was lost.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::{ConnError, ConnErrorKind};
+use crate::node_error::{NodeError, dominant, write_causes};
 
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,6 +90,24 @@ pub enum Error {
         /// The lock's name.
         lock: Arc<str>,
     },
+
+    /// A lease was lost: the work it protected must stop. See [`LostReason`].
+    Lost {
+        /// The lock's name.
+        lock: Arc<str>,
+        /// Why it was lost.
+        reason: LostReason,
+    },
+
+    /// A lease is held, but for less than the time the caller needs before it ends.
+    ValidityLow {
+        /// The lock's name.
+        lock: Arc<str>,
+        /// How long the lease is held for unless it is renewed.
+        remaining: Duration,
+        /// How long the caller asked for.
+        needed: Duration,
+    },
 }
 
 /// What a lock call was doing when it failed.
@@ -169,57 +187,16 @@ impl fmt::Display for Error {
                 write!(f, "lock {lock:?} not acquired before the deadline")
             }
             Error::Cancelled { lock } => write!(f, "lock {lock:?} not acquired: cancelled"),
+            Error::Lost { lock, reason } => write!(f, "lock {lock:?} lost: {reason}"),
+            Error::ValidityLow {
+                lock,
+                remaining,
+                needed,
+            } => write!(
+                f,
+                "lock {lock:?} is held for {remaining:?} more, {needed:?} needed"
+            ),
         }
-    }
-}
-
-/// The causes of a failed round, the most common first: `3 could not be reached (a, b,
-/// c), 1 held by another owner`.
-fn write_causes(f: &mut fmt::Formatter<'_>, taken: usize, errors: &[NodeError]) -> fmt::Result {
-    let mut groups: Vec<(usize, Option<ConnErrorKind>)> = Vec::new();
-    if taken > 0 {
-        groups.push((taken, None));
-    }
-    groups.extend(kinds_by_count(errors).map(|(count, kind)| (count, Some(kind))));
-    // Stable: on a tie, "held by another owner" stays first, then the earlier kind.
-    groups.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
-    for (i, (count, kind)) in groups.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        let Some(kind) = kind else {
-            write!(f, "{separator}{count} held by another owner")?;
-            continue;
-        };
-        write!(f, "{separator}{count} {} (", phrase(*kind))?;
-        let of_kind = errors.iter().filter(|e| e.error.kind() == *kind);
-        for (j, e) in of_kind.take(SHOWN).enumerate() {
-            let comma = if j == 0 { "" } else { ", " };
-            write!(f, "{comma}{}", e.name())?;
-        }
-        if *count > SHOWN {
-            write!(f, " and {} more", count - SHOWN)?;
-        }
-        f.write_str(")")?;
-    }
-    Ok(())
-}
-
-/// How many nodes a cause names before it says "and N more".
-const SHOWN: usize = 3;
-
-/// What nodes that failed with `kind` did, for messages.
-fn phrase(kind: ConnErrorKind) -> &'static str {
-    match kind {
-        ConnErrorKind::Connection => "could not be reached",
-        ConnErrorKind::Timeout => "timed out",
-        ConnErrorKind::PoolExhausted => "had no free pooled connection",
-        ConnErrorKind::Auth => "refused the credentials",
-        ConnErrorKind::Permission => "denied permission",
-        ConnErrorKind::Command => "rejected the script",
-        ConnErrorKind::Server => "answered with an error",
-        ConnErrorKind::Protocol => "sent an unexpected reply",
-        ConnErrorKind::NoScript => "did not know the script",
-        ConnErrorKind::Unsupported => "lacked a capability",
-        ConnErrorKind::Other => "failed",
     }
 }
 
@@ -228,29 +205,10 @@ impl std::error::Error for Error {
         match self {
             Error::NoQuorum { errors, .. } => dominant(errors).map(|e| e as _),
             Error::DeadlineExceeded { last, .. } => last.as_deref().map(|e| e as _),
+            Error::Lost { reason, .. } => reason.error().map(|e| e as _),
             _ => None,
         }
     }
-}
-
-/// The first node error of the most common kind: the cause the message names first.
-fn dominant(errors: &[NodeError]) -> Option<&NodeError> {
-    let (_, kind) = kinds_by_count(errors).next()?;
-    errors.iter().find(|e| e.error.kind() == kind)
-}
-
-/// Each kind of error in `errors` with how many nodes failed so, the most common first,
-/// and on a tie the kind that came first.
-fn kinds_by_count(errors: &[NodeError]) -> impl Iterator<Item = (usize, ConnErrorKind)> {
-    let mut kinds: Vec<(usize, ConnErrorKind)> = Vec::new();
-    for kind in errors.iter().map(|e| e.error.kind()) {
-        match kinds.iter_mut().find(|(_, k)| *k == kind) {
-            Some((count, _)) => *count += 1,
-            None => kinds.push((1, kind)),
-        }
-    }
-    kinds.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
-    kinds.into_iter()
 }
 
 impl Error {
@@ -300,6 +258,16 @@ impl Error {
         matches!(self, Error::Cancelled { .. })
     }
 
+    /// Whether a lease was lost ([`Error::Lost`]).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::Lost { .. })
+    }
+
+    /// Whether a lease had less time left than the caller needed ([`Error::ValidityLow`]).
+    pub fn is_validity_low(&self) -> bool {
+        matches!(self, Error::ValidityLow { .. })
+    }
+
     /// Whether another attempt could succeed. Not when nodes that failed for a reason
     /// that does not pass by itself (refused credentials or permission, a rejected script,
     /// a wrong protocol: see [`ConnErrorKind::is_retryable`]) leave no quorum possible, and
@@ -329,7 +297,9 @@ impl Error {
             | Error::ValidityExhausted { lock, .. }
             | Error::Expired { lock, .. }
             | Error::DeadlineExceeded { lock, .. }
-            | Error::Cancelled { lock } => Some(lock),
+            | Error::Cancelled { lock }
+            | Error::Lost { lock, .. }
+            | Error::ValidityLow { lock, .. } => Some(lock),
             Error::Config(_) => None,
         }
     }
@@ -341,6 +311,7 @@ impl Error {
             Error::DeadlineExceeded {
                 last: Some(last), ..
             } => last.node_errors(),
+            Error::Lost { reason, .. } => reason.error().map_or(&[], Error::node_errors),
             _ => &[],
         }
     }
@@ -350,38 +321,65 @@ impl Error {
     }
 }
 
-/// One node's failure: the node and what went wrong.
-#[derive(Debug)]
-pub struct NodeError {
-    /// The node's index in the lock's list of pools.
-    pub node: usize,
-    /// The node's address as its driver gives it (`host:port`), if it gives one.
-    pub address: Option<Arc<str>>,
-    /// What the driver reported, or the core's timeout.
-    pub error: ConnError,
+/// Why a [`Lease`](crate::Lease) was lost: the protected work must stop.
+///
+/// Cheap to clone: every holder of a [`LeaseSignal`](crate::LeaseSignal) gets its own
+/// copy. [`LostReason::kind`] names the reason in one word, for logs and metrics.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The lease's time ran out (its validity less the safety margin,
+    /// [`Options::safety_margin`](crate::Options::safety_margin)) before a renewal
+    /// succeeded: renewals were too slow, or nothing ran them.
+    Expired,
+    /// A renewal found the lock held by another owner, so that no quorum can hold ours
+    /// ([`Error::Taken`], or [`Error::NoQuorum`] for which [`Error::is_taken`] holds).
+    Taken(Arc<Error>),
+    /// A renewal found the key gone from too many nodes ([`Error::Expired`]): it expired
+    /// early there (a restart without data, a clock jump) or was deleted.
+    Gone(Arc<Error>),
+    /// Renewals kept failing until too little time was left for another one to finish
+    /// before the lease ended; the last renewal's error, usually [`Error::NoQuorum`] with
+    /// each failed node's error.
+    RenewalFailed(Arc<Error>),
+    /// The holder ended the lease: unlocked it, detached it, or dropped it.
+    Released,
+    /// The maximum hold time ([`Options::max_hold`](crate::Options::max_hold)) was reached.
+    MaxHold,
 }
 
-impl NodeError {
-    /// The node's address, or `node N` when the driver gives none.
-    pub fn name(&self) -> String {
-        match &self.address {
-            Some(address) => address.to_string(),
-            None => format!("node {}", self.node),
+impl LostReason {
+    /// The reason in one word: `expired`, `taken`, `gone`, `renewal_failed`, `released`
+    /// or `max_hold`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Taken(_) => "taken",
+            Self::Gone(_) => "gone",
+            Self::RenewalFailed(_) => "renewal_failed",
+            Self::Released => "released",
+            Self::MaxHold => "max_hold",
+        }
+    }
+
+    /// The renewal error behind the loss, if one was.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Self::Taken(e) | Self::Gone(e) | Self::RenewalFailed(e) => Some(e),
+            Self::Expired | Self::Released | Self::MaxHold => None,
         }
     }
 }
 
-impl fmt::Display for NodeError {
+impl fmt::Display for LostReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.address {
-            Some(address) => write!(f, "node {} ({address}) failed", self.node),
-            None => write!(f, "node {} failed", self.node),
-        }
-    }
-}
-
-impl std::error::Error for NodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        f.write_str(match self {
+            Self::Expired => "its time ran out before a renewal succeeded",
+            Self::Taken(_) => "a renewal found it held by another owner",
+            Self::Gone(_) => "a renewal found the key gone from too many nodes",
+            Self::RenewalFailed(_) => "renewals failed until no time was left for another",
+            Self::Released => "released by its holder",
+            Self::MaxHold => "the maximum hold time was reached",
+        })
     }
 }

@@ -54,6 +54,10 @@ impl<P: Pool> Guard<P> {
         }
     }
 
+    pub(crate) fn target(&self) -> &Target<P> {
+        &self.target
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         self.target.name()

@@ -39,8 +39,9 @@
 
 // The modules, from the public API down to the seam; imports run one way only.
 //
-// - API: `redlock` (the manager), `mutex` (one named lock), `guard` (a held lock). Leases
-//   (`lease`) and waiting for a release (`wait`) belong here.
+// - API: `redlock` (the manager), `mutex` (one named lock), `guard` (a held lock), `lease`
+//   (a held lock kept alive, its lost signal, and running work under it). Waiting for a
+//   release (`wait`) belongs here.
 // - Rounds: `round`, one lock's target and the rounds made on it (acquire attempt and
 //   retries, extend, unlock, cleanup, the value, the retry delay).
 // - Mechanics: `fan_out` (one call to every node under one timer), `call` (one script call
@@ -51,8 +52,10 @@
 //   reports), `boxed` (type-erased pools),
 //   `scripts` (the Lua scripts, their modes and argument layout), `url` (URLs in
 //   messages without their secrets).
-// - Support: `options` (the builder), `settings` (options checked for a node count), `error`, `runtime` (what the lock needs of tokio), `memory` (the
-//   in-memory node for tests and doctests).
+// - Support: `options` (the builder), `settings` (options checked for a node count),
+//   `error` (with why a lease was lost), `node_error` (one node's failure and how failures
+//   read), `runtime` (what the lock needs of tokio), `memory` (the in-memory node for tests
+//   and doctests).
 mod boxed;
 mod call;
 mod conn;
@@ -61,8 +64,10 @@ mod error;
 mod fan_out;
 mod guard;
 mod health;
+mod lease;
 pub mod memory;
 mod mutex;
+mod node_error;
 mod nodes;
 mod options;
 mod redlock;
@@ -76,12 +81,15 @@ pub mod validity;
 
 pub use boxed::{BoxConn, BoxPool, PoolExt};
 pub use conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef, run_script};
-pub use error::{Action, Error, NodeError, Result};
+pub use error::{Action, Error, LostReason, Result};
 pub use guard::Guard;
+pub use lease::{KeepAliveError, Lease, LeaseSignal, LeaseState};
 pub use mutex::Mutex;
+pub use node_error::NodeError;
 pub use options::{
     DEFAULT_DRIFT_FACTOR, DEFAULT_EXPIRY, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_RETRY_DELAY,
-    DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options,
+    DEFAULT_RENEW_FACTOR, DEFAULT_TIMEOUT_FACTOR, DEFAULT_TRIES, MAX_EXPIRY, MAX_NODES, MAX_TRIES,
+    Options,
 };
 pub use redlock::Redlock;
 pub use scripts::Script;
@@ -102,6 +110,13 @@ fn assert_send() {
         is_send(&m.lock_or_cancel(std::future::pending::<()>()));
         is_send(&m.adopt());
         is_send(&g.extend());
+        is_send(&m.lease());
+        is_send(&m.run(|_| async {}));
+    }
+    fn lease(l: Lease, s: &LeaseSignal) {
+        is_send(&l.extend());
+        is_send(&s.lost());
+        is_send(&l.unlock());
     }
     fn unlock<P: Pool>(g: Guard<P>) {
         is_send(&g.unlock());
@@ -110,6 +125,9 @@ fn assert_send() {
     is_sync::<Mutex<BoxPool>>();
     is_sync::<Guard<BoxPool>>();
     is_sync::<Error>();
+    is_sync::<Lease>();
+    is_sync::<LeaseSignal>();
     let _ = futures::<BoxPool>;
     let _ = unlock::<BoxPool>;
+    let _ = lease;
 }

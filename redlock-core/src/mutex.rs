@@ -40,6 +40,10 @@ impl<P: Pool> Mutex<P> {
         Self { target }
     }
 
+    pub(crate) fn target(&self) -> &Target<P> {
+        &self.target
+    }
+
     /// The lock's name, which is its key on every node.
     pub fn name(&self) -> &str {
         self.target.name()

@@ -22,6 +22,8 @@ pub const DEFAULT_TIMEOUT_FACTOR: f64 = 0.05;
 pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The most attempts accepted by [`Options::tries`].
 pub const MAX_TRIES: u32 = 1_000_000;
+/// Default fraction of a lease's usable time left when it renews: one third.
+pub const DEFAULT_RENEW_FACTOR: f64 = 1.0 / 3.0;
 /// The most nodes one lock manager may span (a round's bookkeeping is a 64-bit mask).
 pub const MAX_NODES: usize = 64;
 
@@ -86,6 +88,9 @@ pub struct Options {
     pub(crate) shuffle: bool,
     pub(crate) recreate_on_extend: bool,
     pub(crate) quorum: Option<usize>,
+    pub(crate) safety_margin: Duration,
+    pub(crate) max_hold: Option<Duration>,
+    pub(crate) renew_factor: f64,
 }
 
 impl Default for Options {
@@ -101,6 +106,9 @@ impl Default for Options {
             shuffle: false,
             recreate_on_extend: false,
             quorum: None,
+            safety_margin: Duration::ZERO,
+            max_hold: None,
+            renew_factor: DEFAULT_RENEW_FACTOR,
         }
     }
 }
@@ -210,6 +218,33 @@ impl Options {
         self
     }
 
+    /// For leases: how long before the end of its validity a lease counts as lost, so that
+    /// work told of the loss has that long to stop before another owner can get the lock.
+    /// Default: zero (a lease is lost no later than its validity deadline). The validity
+    /// left after the drift allowance and this margin must cover two per-node timeouts,
+    /// so that a renewal has time to run.
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = margin;
+        self
+    }
+
+    /// For leases: the longest a lease is kept alive, counted from when it starts; then it
+    /// is lost with [`LostReason::MaxHold`](crate::LostReason::MaxHold) and no longer
+    /// renewed. Default: no maximum. Must be greater than zero.
+    pub fn max_hold(mut self, max: Duration) -> Self {
+        self.max_hold = Some(max);
+        self
+    }
+
+    /// For leases: the fraction of a lease's usable time (expiry less drift and safety
+    /// margin) that is left when it renews. Default: [`DEFAULT_RENEW_FACTOR`], a third.
+    /// Must be above 0 and below 1. A renewal starts no later than one per-node timeout
+    /// before the lease would end, whatever the factor.
+    pub fn renew_factor(mut self, factor: f64) -> Self {
+        self.renew_factor = factor;
+        self
+    }
+
     /// The expiry set by [`Options::expiry`].
     ///
     /// Getters are named `get_*` because the builder's setters take the plain names (as in
@@ -279,6 +314,21 @@ impl Options {
         self.quorum
     }
 
+    /// The margin set by [`Options::safety_margin`].
+    pub fn get_safety_margin(&self) -> Duration {
+        self.safety_margin
+    }
+
+    /// The maximum set by [`Options::max_hold`], or `None` for none.
+    pub fn get_max_hold(&self) -> Option<Duration> {
+        self.max_hold
+    }
+
+    /// The factor set by [`Options::renew_factor`].
+    pub fn get_renew_factor(&self) -> f64 {
+        self.renew_factor
+    }
+
     /// The fixed value set by [`Options::value`], if any.
     pub fn get_value(&self) -> Option<&str> {
         match &self.value {
@@ -299,6 +349,9 @@ impl fmt::Debug for Options {
             .field("shuffle", &self.shuffle)
             .field("recreate_on_extend", &self.recreate_on_extend)
             .field("quorum", &self.quorum)
+            .field("safety_margin", &self.safety_margin)
+            .field("max_hold", &self.max_hold)
+            .field("renew_factor", &self.renew_factor)
             .finish_non_exhaustive()
     }
 }

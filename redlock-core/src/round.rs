@@ -272,7 +272,7 @@ impl<P: Pool> Target<P> {
     }
 
     /// The delay after failed attempt number `attempt` (1-based).
-    fn retry_delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn retry_delay(&self, attempt: u32) -> Duration {
         match &self.settings.options.retry_delay {
             RetryDelay::Uniform(min, max) if min < max => {
                 let span = max.saturating_sub(*min).as_nanos().min(u64::MAX.into()) as u64;

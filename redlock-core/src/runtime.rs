@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Result};
 
@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 /// lock's first timer anyway.
 pub(crate) fn sleep(duration: Duration) -> Result<Sleep> {
     std::panic::catch_unwind(|| tokio::time::sleep(duration)).map_err(|_| no_timers())
+}
+
+/// A timer until `deadline`; fails as [`sleep`] does.
+pub(crate) fn sleep_until(deadline: Instant) -> Result<Sleep> {
+    std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)).map_err(|_| no_timers())
 }
 
 /// Fails with [`Error::Config`] where [`sleep`] would: for paths that make their first

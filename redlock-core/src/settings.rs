@@ -75,6 +75,7 @@ impl Settings {
                 "per-node timeout (expiry x timeout factor) is under 1 ms",
             ));
         }
+        check_lease_options(options)?;
         Ok(Settings {
             options: options.clone(),
             quorum,
@@ -134,4 +135,39 @@ fn check_retry(options: &Options) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn check_lease_options(options: &Options) -> Result<()> {
+    let factor = options.renew_factor;
+    if !(factor > 0.0 && factor < 1.0) {
+        return Err(Error::config(format!(
+            "renew factor {factor} is out of range"
+        )));
+    }
+    if options.max_hold.is_some_and(|max| max.is_zero()) {
+        return Err(Error::config("max hold must be greater than zero"));
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// How long before a lease would end it renews: the renew factor of its usable time
+    /// (validity less the safety margin), and at least one per-node timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the usable time is under two per-node timeouts: a lease
+    /// would renew again as soon as a renewal finished.
+    pub(crate) fn renew_lead(&self) -> Result<Duration> {
+        let validity = self.ttl.duration().saturating_sub(self.drift);
+        let (margin, timeout) = (self.options.safety_margin, self.node_timeout);
+        let usable = validity.saturating_sub(margin);
+        if usable < timeout.saturating_mul(2) {
+            return Err(Error::config(format!(
+                "a lease needs its validity ({validity:?}) less the safety margin \
+                 ({margin:?}) to cover two per-node timeouts ({timeout:?} each)"
+            )));
+        }
+        Ok(usable.mul_f64(self.options.renew_factor).max(timeout))
+    }
 }

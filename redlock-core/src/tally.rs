@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use crate::conn::ConnError;
-use crate::error::{Action, Error, NodeError};
+use crate::error::{Action, Error};
+use crate::node_error::NodeError;
 use crate::options::MAX_NODES;
 
 /// One node's answer to one call.

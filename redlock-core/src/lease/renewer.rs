@@ -1,0 +1,231 @@
+//! The one task behind a lease: it renews the lock on schedule, runs the holder's
+//! commands in turn with the renewals, records the loss, and ends the lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::conn::Pool;
+use crate::error::LostReason;
+use crate::error::{Error, Result};
+use crate::guard::Guard;
+use crate::lease::signal::{LeaseState, Shared};
+
+/// The shortest wait before a failed renewal is retried.
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(1);
+
+/// What the holder asks of its lease's task.
+pub(crate) enum Command {
+    /// Renew now; reply with the outcome.
+    Extend(oneshot::Sender<Result<()>>),
+    /// Stop renewing, release the lock and reply with the outcome.
+    Unlock(oneshot::Sender<Result<()>>),
+    /// Stop renewing and hand back the value without releasing.
+    Detach(oneshot::Sender<String>),
+}
+
+/// What woke the task.
+enum Step {
+    /// A command, or `None` when the lease handle was dropped.
+    Command(Option<Command>),
+    /// The lease's time ran out.
+    End,
+    /// A renewal is due.
+    Renew,
+}
+
+/// The lease's task: it owns the guard, so a renewal, a manual extend and the release can
+/// never run at once, and a release always comes after the last renewal's calls are done.
+pub(crate) struct Renewer<P: Pool> {
+    guard: Guard<P>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    /// How long before the lease's end it renews.
+    lead: Duration,
+    /// When to renew next; `None` when no renewal is due (lost, or valid past the
+    /// maximum hold time).
+    next: Option<Instant>,
+    /// Renewals failed in a row, for the retry delay.
+    failures: u32,
+}
+
+impl<P: Pool> Renewer<P> {
+    pub(crate) fn new(
+        guard: Guard<P>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        lead: Duration,
+    ) -> Self {
+        let mut renewer = Self {
+            guard,
+            shared,
+            commands,
+            lead,
+            next: None,
+            failures: 0,
+        };
+        renewer.next = renewer.schedule();
+        renewer
+    }
+
+    /// Runs until the holder unlocks, detaches or drops the lease.
+    pub(crate) async fn run(mut self) {
+        loop {
+            match self.next_step().await {
+                Step::Renew => {
+                    // The outcome is recorded where it matters: in the signal (a loss) and
+                    // in the schedule (a retry); no one waits for this reply.
+                    let _recorded = self.renew().await;
+                }
+                Step::End => {
+                    self.shared.lose(LostReason::Expired);
+                    self.next = None;
+                }
+                Step::Command(Some(Command::Extend(reply))) => {
+                    // A holder that stopped waiting has the outcome in the signal.
+                    let _unheard = reply.send(self.renew().await);
+                }
+                Step::Command(Some(Command::Unlock(reply))) => {
+                    self.shared.lose(LostReason::Released);
+                    let _unheard = reply.send(self.guard.unlock().await);
+                    return;
+                }
+                Step::Command(Some(Command::Detach(reply))) => {
+                    self.shared.lose(LostReason::Released);
+                    if !reply.is_closed() {
+                        // Only a value sent into a closed channel is lost; then the keys
+                        // expire by themselves.
+                        let _unheard = reply.send(self.guard.detach());
+                    }
+                    // A holder that stopped waiting gets nothing: the guard is dropped,
+                    // which releases the lock.
+                    return;
+                }
+                Step::Command(None) => {
+                    // The lease was dropped: dropping the guard releases the lock in the
+                    // background, after any calls of its own still in flight.
+                    self.shared.lose(LostReason::Released);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn next_step(&mut self) -> Step {
+        let end = self.end();
+        let renew = self.next;
+        tokio::select! {
+            biased;
+            command = self.commands.recv() => Step::Command(command),
+            () = sleep_until(end) => Step::End,
+            () = sleep_until(renew) => Step::Renew,
+        }
+    }
+
+    /// Extends the lock once and records the outcome. The lease's end is watched while
+    /// the calls run, so that a slow renewal cannot delay the loss; the calls are still
+    /// awaited, so that none is in flight when the lease is released.
+    async fn renew(&mut self) -> Result<()> {
+        let Some(end) = self.end() else {
+            return Err(self.lost_error());
+        };
+        let result = {
+            let extend = self.guard.extend();
+            tokio::pin!(extend);
+            tokio::select! {
+                biased;
+                result = &mut extend => result,
+                () = tokio::time::sleep_until(end) => {
+                    self.shared.lose(LostReason::Expired);
+                    extend.await
+                }
+            }
+        };
+        match result {
+            Ok(()) if self.shared.renewed(self.guard.valid_until()) => {
+                self.failures = 0;
+                self.next = self.schedule();
+                Ok(())
+            }
+            Ok(()) => {
+                self.next = None;
+                Err(self.lost_error())
+            }
+            Err(error) => self.failed(error),
+        }
+    }
+
+    /// Records a failed renewal: a retry while one can still finish before the lease
+    /// ends, otherwise the loss.
+    fn failed(&mut self, error: Error) -> Result<()> {
+        self.failures = self.failures.saturating_add(1);
+        let retry = match &error {
+            Error::Expired { .. } | Error::Taken { .. } => None,
+            e if e.is_taken() || !e.is_retryable() => None,
+            _ => self.retry_at(),
+        };
+        if let Some(at) = retry {
+            self.next = Some(at);
+            return Err(error);
+        }
+        let error = Arc::new(error);
+        let reason = match &*error {
+            Error::Expired { .. } => LostReason::Gone(error),
+            e if e.is_taken() => LostReason::Taken(error),
+            _ => LostReason::RenewalFailed(error),
+        };
+        self.shared.lose(reason);
+        self.next = None;
+        Err(self.lost_error())
+    }
+
+    /// When to retry a failed renewal: after the retry delay (at least a millisecond, so
+    /// that failures that come at once cannot spin), but no later than the last moment a
+    /// round at the per-node timeout still finishes before the lease ends; `None` when
+    /// that moment has passed.
+    fn retry_at(&self) -> Option<Instant> {
+        let end = self.end()?;
+        let target = self.guard.target();
+        let last_start = end.checked_sub(target.settings().node_timeout)?;
+        let now = Instant::now();
+        if last_start <= now {
+            return None;
+        }
+        let delay = target.retry_delay(self.failures).max(MIN_RETRY_DELAY);
+        let delayed = now.checked_add(delay);
+        Some(delayed.map_or(last_start, |at| at.min(last_start)))
+    }
+
+    /// When to renew: `lead` before the lease ends, unless it is already valid past its
+    /// maximum hold time.
+    fn schedule(&self) -> Option<Instant> {
+        let valid_until = self.guard.valid_until();
+        if !self.shared.needs_renewal(valid_until) {
+            return None;
+        }
+        let end = self.end()?;
+        Some(end.checked_sub(self.lead).unwrap_or(end))
+    }
+
+    /// When the lease ends; `None` once it is lost.
+    fn end(&self) -> Option<Instant> {
+        match self.shared.read() {
+            LeaseState::Held { until } => Some(until),
+            LeaseState::Lost { .. } => None,
+        }
+    }
+
+    fn lost_error(&self) -> Error {
+        self.shared.lost_error()
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
