@@ -270,7 +270,7 @@ impl Error {
 
     /// Whether another attempt could succeed. Not when nodes that failed for a reason
     /// that does not pass by itself (refused credentials or permission, a rejected script,
-    /// a wrong protocol: see [`ConnErrorKind::is_retryable`]) leave no quorum possible, and
+    /// a wrong protocol: see [`ConnErrorKind::is_retryable`](crate::ConnErrorKind::is_retryable)) leave no quorum possible, and
     /// not for configuration errors, expired locks, deadlines or cancellation. A lock held
     /// by another owner may be freed, so [`Error::Taken`] is retryable.
     pub fn is_retryable(&self) -> bool {

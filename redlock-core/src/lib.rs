@@ -36,6 +36,14 @@
 //! passed, and that clocks drift less than the drift allowance. A process paused past its
 //! validity (GC, swap, SIGSTOP) can still act after its lock expired: protect the resource
 //! itself, or check `remaining()` right before each side effect.
+//!
+//! # Leases
+//!
+//! For work longer than one expiry, [`Mutex::lease`] (or [`Guard::keep_alive`]) keeps the
+//! lock alive with one background task, and its [`LeaseSignal`] tells the work when it is
+//! lost, no later than the lease's end; [`Mutex::run`] runs a future under a lease and
+//! drops it on loss. A lease is as safe as the lock under it, and a paused process still
+//! cannot be told in time: check [`LeaseSignal::check`] before each side effect.
 
 // The modules, from the public API down to the seam; imports run one way only.
 //
