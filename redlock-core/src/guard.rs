@@ -14,7 +14,9 @@ use crate::settings::{Settings, Ttl};
 /// A held lock: proof that a quorum of nodes held this lock's value at acquire time.
 ///
 /// The lock is only safe to rely on until [`Guard::valid_until`]; do the protected work
-/// within [`Guard::remaining`], or [`Guard::extend`] it first.
+/// within [`Guard::remaining`], or [`Guard::extend`] it first. For work longer than one
+/// expiry, [`Guard::keep_alive`] turns it into a [`Lease`](crate::Lease) that renews
+/// itself and says when it is lost.
 ///
 /// Dropping a guard without [`Guard::unlock`] releases the lock in the background. That
 /// needs the tokio runtime the lock ran on: a guard dropped after its runtime shut down,
