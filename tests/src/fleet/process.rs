@@ -55,7 +55,9 @@ pub(super) fn launch(program: &OsStr, port: u16, dir: &Path) -> Result<Child, La
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Launch::Fatal(FleetError::Missing),
+            io::ErrorKind::NotFound => Launch::Fatal(FleetError::Missing {
+                program: program.to_string_lossy().into_owned(),
+            }),
             _ => Launch::Fatal(io_error("spawn redis-server")(e)),
         })?;
     await_owned(&mut child, port, &log).inspect_err(|_| reap(&mut child))?;

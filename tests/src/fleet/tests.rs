@@ -152,9 +152,17 @@ fn drop_on_panic_reaps_every_child() {
 fn missing_binary_names_the_package() {
     let err = Fleet::start_program(OsStr::new("redis-server-not-installed"), 1).unwrap_err();
     assert!(err.is_missing());
+    let message = err.to_string();
+    assert!(
+        message.starts_with("redis-server-not-installed not found: REDLOCK_SERVER must name"),
+        "{message}"
+    );
+    let missing = FleetError::Missing {
+        program: "redis-server".into(),
+    };
     assert_eq!(
-        err.to_string(),
-        "redis-server not found on PATH: install the Debian package `redis-server` \
+        missing.to_string(),
+        "redis-server not found: install the Debian package `redis-server` \
          (apt-get install -y redis-server)"
     );
 }
@@ -187,4 +195,22 @@ fn parses_info_fields() {
         info_field("a:1\r\nprocess_id:42\r\n", "process_id:"),
         Some("42")
     );
+}
+
+/// The fleet runs the server `REDLOCK_SERVER` names: Valkey reports itself as such, and
+/// without the variable the server is Redis.
+#[test]
+fn runs_the_server_asked_for() {
+    let fleet = Fleet::start(1).unwrap();
+    let info: String = fleet
+        .query(0, &redis::cmd("INFO").arg("server").clone())
+        .unwrap();
+    let asked = std::env::var(SERVER_VAR).unwrap_or_default();
+    let valkey = info.contains("server_name:valkey");
+    assert_eq!(
+        asked.contains("valkey"),
+        valkey,
+        "asked for {asked:?}; INFO: {info}"
+    );
+    assert!(info.contains("redis_version:"), "{info}");
 }
