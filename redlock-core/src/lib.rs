@@ -59,7 +59,7 @@
 // - Seam: `conn` (`Pool`, `Conn` and their contract), `conn_error` (what a driver
 //   reports), `boxed` (type-erased pools),
 //   `scripts` (the Lua scripts, their modes and argument layout), `url` (URLs in
-//   messages without their secrets).
+//   messages without their secrets), `tls` (TLS material, the same for every driver).
 // - Support: `options` (the builder), `settings` (options checked for a node count),
 //   `error` (with why a lease was lost), `node_error` (one node's failure and how failures
 //   read), `runtime` (what the lock needs of tokio), `memory` (the in-memory node for tests
@@ -84,6 +84,7 @@ mod runtime;
 pub mod scripts;
 mod settings;
 mod tally;
+mod tls;
 mod url;
 pub mod validity;
 
@@ -101,6 +102,7 @@ pub use options::{
 };
 pub use redlock::Redlock;
 pub use scripts::Script;
+pub use tls::{Tls, is_tls_url};
 pub use tokio::time::Instant;
 pub use url::redact_url;
 

@@ -147,6 +147,12 @@ impl<'a> UnlockArgs<'a> {
     }
 }
 
+/// Every command the lock sends or its scripts call: all that a least-privilege ACL user
+/// needs, on the lock's keys (`ACL SETUSER locker on >PASSWORD ~PREFIX* resetchannels
+/// -@all +evalsha +eval +get +set +pexpire +del`). Redis checks a script's own calls
+/// against the user too.
+pub const ACL_COMMANDS: &[&str] = &["evalsha", "eval", "get", "set", "pexpire", "del"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +170,26 @@ mod tests {
             assert!(
                 !script.source().contains('\r'),
                 "{} has CRLF",
+                script.name()
+            );
+        }
+    }
+
+    #[test]
+    fn acl_commands_cover_every_call_of_the_scripts() {
+        for script in [LOCK, UNLOCK] {
+            for call in script.source().split("redis.call(").skip(1) {
+                let command = call.split(['"', '\'']).nth(1).unwrap_or_default();
+                let listed = ACL_COMMANDS.contains(&command.to_lowercase().as_str());
+                assert!(
+                    listed,
+                    "{} calls {command}, not in ACL_COMMANDS",
+                    script.name()
+                );
+            }
+            assert!(
+                !script.source().contains("redis.pcall("),
+                "{}",
                 script.name()
             );
         }

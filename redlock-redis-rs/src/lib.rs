@@ -40,6 +40,9 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
 pub use redlock_core::*;
+pub use tls::connection_info;
+
+mod tls;
 
 /// One Redis node reached through redis-rs. Cheap to clone; clones share the connection.
 pub struct RedisPool<C = ConnectionManager> {
@@ -111,14 +114,31 @@ impl RedisPool {
         Ok(Self::build(conn, Some(rebuild)).with_address(address))
     }
 
-    /// A node at `url` (`redis://[user:pass@]host:port/db`, `unix://…`).
+    /// A node at `url` (`redis://[user:pass@]host:port/db`, `rediss://…` with a TLS
+    /// feature, trusting the system's roots, `unix://…`).
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the URL is malformed (the message names it without its
-    /// credentials), or outside a tokio runtime.
+    /// credentials), asks for TLS in a build without a TLS feature, or outside a tokio
+    /// runtime.
     pub fn from_url(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
+        Self::from_info(url, connection_info(url, None)?)
+    }
+
+    /// A node at the `rediss://` `url`, trusting the CA and presenting the client
+    /// certificate that `tls` holds. Needs the `tls-rustls` feature.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisPool::from_url`], and [`Error::Config`] when the URL is not `rediss://`,
+    /// the certificates or key do not parse, or the feature is off.
+    pub fn from_url_with_tls(url: &str, tls: &Tls) -> Result<Self> {
+        Self::from_info(url, connection_info(url, Some(tls))?)
+    }
+
+    fn from_info(url: &str, info: redis::ConnectionInfo) -> Result<Self> {
+        let client = redis::Client::open(info)
             .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         Self::new(client)
     }

@@ -37,3 +37,23 @@ fn reexports_the_core() {
     let _: fn(redlock_redis_rs::Error) -> redlock_core::Error = |e| e;
     let _: fn(redlock_redis_rs::Options) -> redlock_core::Options = |o| o;
 }
+
+/// Without a TLS feature, a `rediss://` URL is refused with the feature to enable, and
+/// without the password.
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+#[tokio::test]
+async fn rediss_without_a_tls_feature_names_the_feature() {
+    let err = RedisPool::from_url("rediss://locker:pw-secret@127.0.0.1:1/").unwrap_err();
+    let message = err.to_string();
+    assert!(err.is_config() && message.contains("`tls-rustls`"), "{message}");
+    assert!(!message.contains("pw-secret"), "{message}");
+}
+
+/// Without `tls-rustls`, certificates of one's own are refused with the feature to enable.
+#[cfg(not(feature = "tls-rustls"))]
+#[tokio::test]
+async fn own_certificates_without_rustls_name_the_feature() {
+    let tls = redlock_redis_rs::Tls::new().root_ca_pem("CA");
+    let err = RedisPool::from_url_with_tls("rediss://127.0.0.1:1/", &tls).unwrap_err();
+    assert!(err.to_string().contains("`tls-rustls`"), "{err}");
+}

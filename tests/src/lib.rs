@@ -1,5 +1,6 @@
 //! Conformance suite and `redis-server` fleet harness for redlock-rs drivers.
 
+pub mod connectivity;
 mod factory;
 pub mod faults;
 pub mod fleet;

@@ -15,6 +15,7 @@ mod inspect;
 mod process;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use error::FleetError;
 use process::*;
+pub use tls::TlsMaterial;
 
 /// The server the fleet starts unless `REDLOCK_SERVER` names another.
 const DEFAULT_PROGRAM: &str = "redis-server";
@@ -53,6 +55,8 @@ enum Launch {
 #[derive(Debug)]
 struct Node {
     port: u16,
+    /// The TLS port, in a fleet that serves TLS.
+    tls_port: Option<u16>,
     dir: PathBuf,
     /// `None` while killed; a `Some` child is never reaped, so its pid is safe to signal.
     child: Mutex<Option<Child>>,
@@ -68,6 +72,15 @@ pub struct Fleet {
     program: OsString,
     root: PathBuf,
     nodes: Vec<Node>,
+    tls: Option<Serving>,
+}
+
+/// How a fleet serves TLS.
+#[derive(Debug)]
+struct Serving {
+    material: TlsMaterial,
+    /// Whether clients must present a certificate (`tls-auth-clients yes`).
+    client_certs: bool,
 }
 
 impl Fleet {
@@ -87,6 +100,62 @@ impl Fleet {
         }
     }
 
+    /// Starts `n` servers as [`Fleet::start`] does, each also serving TLS on a port of its
+    /// own ([`Fleet::tls_url`]) with certificates made now ([`Fleet::tls_material`]);
+    /// with `client_certs`, TLS clients must present the client certificate.
+    ///
+    /// # Errors
+    ///
+    /// As [`Fleet::start`], and when the certificates cannot be made.
+    pub fn start_tls(n: usize, client_certs: bool) -> Result<Self, FleetError> {
+        let mut fleet = Self::start(0)?;
+        let dir = fleet.root.join("tls");
+        fs::create_dir(&dir).map_err(io_error("create tls dir"))?;
+        let material = TlsMaterial::generate(&dir)?;
+        fleet.tls = Some(Serving {
+            material,
+            client_certs,
+        });
+        fleet.add_nodes(n)?;
+        Ok(fleet)
+    }
+
+    /// The certificates of a fleet started with [`Fleet::start_tls`].
+    pub fn tls_material(&self) -> Option<&TlsMaterial> {
+        self.tls.as_ref().map(|t| &t.material)
+    }
+
+    /// TLS URL of node `i`, `rediss://127.0.0.1:PORT/`, in a fleet started with
+    /// [`Fleet::start_tls`]; `None` otherwise.
+    pub fn tls_url(&self, i: usize) -> Option<String> {
+        let port = self.nodes[i].tls_port?;
+        Some(format!("rediss://{HOST}:{port}/"))
+    }
+
+    /// The arguments that make a server serve TLS on `tls_port`, in a TLS fleet.
+    fn tls_args(&self, tls_port: Option<u16>) -> Vec<OsString> {
+        let (Some(tls), Some(port)) = (&self.tls, tls_port) else {
+            return Vec::new();
+        };
+        let files = &tls.material.files;
+        let auth = if tls.client_certs { "yes" } else { "no" };
+        [
+            OsStr::new("--tls-port"),
+            OsStr::new(&port.to_string()),
+            OsStr::new("--tls-cert-file"),
+            files.cert.as_os_str(),
+            OsStr::new("--tls-key-file"),
+            files.key.as_os_str(),
+            OsStr::new("--tls-ca-cert-file"),
+            files.ca.as_os_str(),
+            OsStr::new("--tls-auth-clients"),
+            OsStr::new(auth),
+        ]
+        .iter()
+        .map(|a| a.to_os_string())
+        .collect()
+    }
+
     fn start_program(program: &OsStr, n: usize) -> Result<Self, FleetError> {
         let root = std::env::temp_dir().join(format!(
             "redlock-fleet-{}-{:016x}",
@@ -99,27 +168,40 @@ impl Fleet {
             program: program.to_owned(),
             root,
             nodes: Vec::with_capacity(n),
+            tls: None,
         };
-        for i in 0..n {
-            let dir = fleet.root.join(format!("node-{i}"));
+        fleet.add_nodes(n)?;
+        Ok(fleet)
+    }
+
+    fn add_nodes(&mut self, n: usize) -> Result<(), FleetError> {
+        for _ in 0..n {
+            let dir = self.root.join(format!("node-{}", self.nodes.len()));
             fs::create_dir(&dir).map_err(io_error("create node dir"))?;
-            let (port, child) = fleet.launch_on_free_port(&dir)?;
+            let tls_port = self.tls.is_some().then(free_port).transpose()?;
+            let (port, child) = self.launch_on_free_port(&dir, tls_port)?;
             let (child, paused) = (Mutex::new(Some(child)), AtomicBool::new(false));
-            fleet.nodes.push(Node {
+            self.nodes.push(Node {
                 port,
+                tls_port,
                 dir,
                 child,
                 paused,
             });
         }
-        Ok(fleet)
+        Ok(())
     }
 
-    fn launch_on_free_port(&self, dir: &Path) -> Result<(u16, Child), FleetError> {
+    fn launch_on_free_port(
+        &self,
+        dir: &Path,
+        tls_port: Option<u16>,
+    ) -> Result<(u16, Child), FleetError> {
         let mut last = None;
+        let extra = self.tls_args(tls_port);
         for _ in 0..ATTEMPTS {
             let port = free_port()?;
-            match launch(&self.program, port, dir) {
+            match launch(&self.program, port, dir, &extra) {
                 Ok(child) => return Ok((port, child)),
                 Err(Launch::Exited(e) | Launch::Foreign(e)) => last = Some(e),
                 Err(Launch::Fatal(e)) => return Err(e),
@@ -189,10 +271,11 @@ impl Fleet {
     /// [`FleetError::Start`] if the server keeps failing to start.
     pub fn restart(&mut self, i: usize) -> Result<(), FleetError> {
         self.kill(i)?;
+        let extra = self.tls_args(self.nodes[i].tls_port);
         let node = &mut self.nodes[i];
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            match launch(&self.program, node.port, &node.dir) {
+            match launch(&self.program, node.port, &node.dir, &extra) {
                 Ok(child) => {
                     *node.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
                     return Ok(());

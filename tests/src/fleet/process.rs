@@ -30,7 +30,12 @@ pub(super) fn free_port() -> Result<u16, FleetError> {
 }
 
 /// Spawns a server on `port` and waits until it answers as our child; reaps it on failure.
-pub(super) fn launch(program: &OsStr, port: u16, dir: &Path) -> Result<Child, Launch> {
+pub(super) fn launch(
+    program: &OsStr,
+    port: u16,
+    dir: &Path,
+    extra: &[std::ffi::OsString],
+) -> Result<Child, Launch> {
     let log = dir.join("redis.log");
     let mut child = Command::new(program)
         .arg("--port")
@@ -46,6 +51,7 @@ pub(super) fn launch(program: &OsStr, port: u16, dir: &Path) -> Result<Child, La
             "no",
         ])
         .args(["--loglevel", "warning"])
+        .args(extra)
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")

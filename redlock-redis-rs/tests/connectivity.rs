@@ -1,0 +1,7 @@
+//! TLS and ACL users against real servers:
+//! `cargo test -p redlock-redis-rs --all-features --test connectivity`.
+
+redlock_conformance::connectivity_tests!(
+    redlock_redis_rs::RedisPool::from_url,
+    redlock_redis_rs::RedisPool::from_url_with_tls,
+);

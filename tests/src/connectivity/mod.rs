@@ -1,0 +1,72 @@
+//! Reaching production deployments, on real servers: TLS (with a CA of the test's own,
+//! mutual TLS, the wrong CA) and least-privilege ACL users.
+//!
+//! A driver runs these with one macro call in its `tests/connectivity.rs`, built with its
+//! TLS feature (`cargo test -p <driver> --all-features --test connectivity`):
+//!
+//! ```text
+//! redlock_conformance::connectivity_tests!(
+//!     my_driver::MyPool::from_url,
+//!     my_driver::MyPool::from_url_with_tls,
+//! );
+//! ```
+
+// Panics are this module's assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod acl;
+mod tls;
+
+pub use acl::*;
+pub use tls::*;
+
+/// Builds one node's pool from a `rediss://` URL and TLS material: a driver's
+/// `from_url_with_tls`.
+pub trait TlsFactory<P>: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P> {}
+
+impl<P, F: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P>> TlsFactory<P> for F {}
+
+/// Every way an error can be printed: its message, its `Debug`, and its whole chain.
+pub(crate) fn printed(err: &dyn std::error::Error) -> String {
+    let mut out = format!("{err} {err:?}");
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(&format!(" | {e} {e:?}"));
+        next = e.source();
+    }
+    out
+}
+
+/// Emits one `#[tokio::test]` per connectivity behaviour, for the driver whose pools
+/// `factory` (`from_url`) and `tls_factory` (`from_url_with_tls`) build.
+#[macro_export]
+macro_rules! connectivity_tests {
+    ($factory:expr, $tls_factory:expr $(,)?) => {
+        $crate::__connectivity_tests!(tls: $tls_factory;
+            tls_locks_extends_and_unlocks,
+            tls_falls_back_to_eval_after_a_script_flush,
+            mutual_tls_presents_the_client_certificate,
+            wrong_ca_fails_at_once_and_says_so,
+            tls_material_for_a_plain_url_is_refused,
+        );
+        $crate::__connectivity_tests!(url: $factory;
+            rediss_url_trusts_the_system_roots,
+            least_privilege_acl_user_locks,
+            password_only_url_locks,
+            missing_permission_fails_at_once_and_says_so,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __connectivity_tests {
+    ($kind:ident: $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::connectivity::$name(&$factory).await;
+            }
+        )+
+    };
+}
