@@ -43,10 +43,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 pub use deadpool_redis;
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{AsyncConnectionConfig, IntoConnectionInfo};
+use deadpool_redis::redis::{AsyncConnectionConfig, ConnectionInfo};
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
-use redlock_redis_rs::{node_address, query_script, tcp_settings};
+use redlock_redis_rs::{connection_info, node_address, query_script, tcp_settings};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -107,19 +107,34 @@ impl DeadpoolPool {
         self
     }
 
-    /// A node at `url` (`redis://[user:pass@]host:port/db`), on a new tokio pool with
-    /// [`URL_TIMEOUTS`]. Nothing is sent yet, so a node that is down now does not make
-    /// this fail; it counts as a failed vote until it is reachable.
+    /// A node at `url` (`redis://[user:pass@]host:port/db`, or `rediss://…` with a TLS
+    /// feature, trusting the system's roots), on a new tokio pool with [`URL_TIMEOUTS`].
+    /// Nothing is sent yet, so a node that is down now does not make this fail; it counts
+    /// as a failed vote until it is reachable.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the URL is malformed (the message names it without its
-    /// credentials).
+    /// credentials), or asks for TLS in a build without a TLS feature.
     pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_info(url, connection_info(url, None)?)
+    }
+
+    /// A node at the `rediss://` `url`, trusting the CA and presenting the client
+    /// certificate that `tls` holds. Needs the `tls-rustls` feature.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeadpoolPool::from_url`], and [`Error::Config`] when the URL is not
+    /// `rediss://`, the certificates or key do not parse, or the feature is off.
+    pub fn from_url_with_tls(url: &str, tls: &Tls) -> Result<Self> {
+        Self::from_info(url, connection_info(url, Some(tls))?)
+    }
+
+    fn from_info(url: &str, info: ConnectionInfo) -> Result<Self> {
         let invalid = |e: &dyn std::fmt::Display| {
             Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url)))
         };
-        let info = url.into_connection_info().map_err(|e| invalid(&e))?;
         let address = node_address(info.addr());
         let tcp = tcp_settings(info.tcp_settings());
         // No response timeout: the lock bounds every call with its own per-node timeout,

@@ -93,3 +93,14 @@ fn reexports_the_core() {
     let _: fn(redlock_deadpool::Error) -> redlock_core::Error = |e| e;
     let _: fn(redlock_deadpool::Options) -> redlock_core::Options = |o| o;
 }
+
+/// Without a TLS feature, a `rediss://` URL is refused with the feature to enable, and
+/// without the password.
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+#[test]
+fn rediss_without_a_tls_feature_names_the_feature() {
+    let err = DeadpoolPool::from_url("rediss://locker:pw-secret@127.0.0.1:1/").unwrap_err();
+    let message = err.to_string();
+    assert!(err.is_config() && message.contains("`tls-rustls`"), "{message}");
+    assert!(!message.contains("pw-secret"), "{message}");
+}

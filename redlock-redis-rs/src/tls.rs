@@ -4,6 +4,10 @@
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
 
+/// The crates whose features turn TLS on here: this one, and the deadpool driver that
+/// builds its nodes with it.
+const DRIVERS: &str = "redlock-redis-rs (or redlock-deadpool, whichever you depend on)";
+
 /// Whether this build speaks TLS at all.
 const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
 
@@ -20,8 +24,8 @@ pub fn connection_info(url: &str, tls: Option<&Tls>) -> Result<ConnectionInfo> {
     let shown = redact_url(url);
     if is_tls_url(url) && !TLS_BUILT {
         return Err(Error::Config(format!(
-            "{shown:?} asks for TLS: build redlock-redis-rs with its `tls-rustls` (or \
-             `tls-native-tls`) feature"
+            "{shown:?} asks for TLS, which this build lacks: enable the `tls-rustls` (or \
+             `tls-native-tls`) feature of {DRIVERS}"
         )));
     }
     if tls.is_some() && !is_tls_url(url) {
@@ -62,7 +66,7 @@ fn with_certificates(url: &str, tls: &Tls) -> Result<ConnectionInfo> {
 #[cfg(not(feature = "tls-rustls"))]
 fn with_certificates(url: &str, _: &Tls) -> Result<ConnectionInfo> {
     Err(Error::Config(format!(
-        "{:?}: certificates of your own need redlock-redis-rs's `tls-rustls` feature",
+        "{:?}: certificates of your own need the `tls-rustls` feature of {DRIVERS}",
         redact_url(url)
     )))
 }
