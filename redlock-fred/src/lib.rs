@@ -54,6 +54,7 @@ pub use redlock_core::*;
 use tokio::sync::broadcast::Receiver;
 
 mod convert;
+mod tls;
 pub use convert::{map_error, to_reply};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
@@ -128,18 +129,36 @@ impl FredPool {
     /// # Errors
     ///
     /// [`Error::Config`] when the URL is malformed (the message names it without its
-    /// credentials), is not `redis://` or `redis-sentinel://` (for TLS, build a TLS client
-    /// and use [`FredPool::new`]; a cluster is not one Redlock node), or when called
-    /// outside a tokio runtime.
+    /// credentials), is not `redis://`, `redis-sentinel://` or, with a TLS feature,
+    /// `rediss://` (trusting the system's roots; a cluster is not one Redlock node), or
+    /// when called outside a tokio runtime.
     pub fn from_url(url: &str) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
                 "FredPool must be built within a tokio runtime".into(),
             ));
         }
-        check_scheme(url)?;
-        let config = Config::from_url(url)
-            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
+        Self::from_config(tls::config(url, None)?)
+    }
+
+    /// A node at the `rediss://` `url`, trusting the CA and presenting the client
+    /// certificate that `tls` holds, as [`FredPool::from_url`] builds it. Needs the
+    /// `tls-rustls` feature.
+    ///
+    /// # Errors
+    ///
+    /// As [`FredPool::from_url`], and [`Error::Config`] when the URL is not `rediss://`,
+    /// the certificates or key do not parse, or the feature is off.
+    pub fn from_url_with_tls(url: &str, tls: &Tls) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "FredPool must be built within a tokio runtime".into(),
+            ));
+        }
+        Self::from_config(tls::config(url, Some(tls))?)
+    }
+
+    fn from_config(config: Config) -> Result<Self> {
         let client = Builder::from_config(config)
             // Retry the first connection in the background instead of failing `init`.
             .with_config(|c| c.fail_fast = false)
@@ -335,20 +354,6 @@ impl Conn for FredConn {
         args: &[&str],
     ) -> Result<Reply, ConnError> {
         self.call(script.command(), script.text(), keys, args).await
-    }
-}
-
-/// Accepts the URL of one plain-text node. fred reads any other scheme as `redis://`, and
-/// only logs a warning when it cannot honour TLS (this crate enables no TLS feature).
-fn check_scheme(url: &str) -> Result<()> {
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    match scheme.to_ascii_lowercase().as_str() {
-        "redis" | "valkey" | "redis-sentinel" | "valkey-sentinel" => Ok(()),
-        _ => Err(Error::Config(format!(
-            "unsupported url scheme {scheme:?} in {:?}: use redis://host:port/, or for tls or \
-             a cluster build a fred client and use FredPool::new",
-            redact_url(url)
-        ))),
     }
 }
 

@@ -12,7 +12,6 @@ async fn bad_urls_are_config_errors() {
         "http://127.0.0.1:6379/",
         "redis://:99999999/",
         "redis-cluster://127.0.0.1:7000",
-        "rediss://127.0.0.1:6379/",
     ];
     for url in urls {
         let err = FredPool::from_url(url).expect_err(url);
@@ -42,4 +41,18 @@ fn reexports_the_core() {
     let _: fn(redlock_fred::Mutex<FredPool>) -> redlock_core::Mutex<FredPool> = |m| m;
     let _: fn(redlock_fred::Error) -> redlock_core::Error = |e| e;
     let _: fn(redlock_fred::Options) -> redlock_core::Options = |o| o;
+}
+
+/// Without a TLS feature, a `rediss://` URL is refused with the feature to enable, and
+/// without the password.
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+#[tokio::test]
+async fn rediss_without_a_tls_feature_names_the_feature() {
+    let err = FredPool::from_url("rediss://locker:pw-secret@127.0.0.1:1/").unwrap_err();
+    let message = err.to_string();
+    assert!(
+        err.is_config() && message.contains("`tls-rustls`"),
+        "{message}"
+    );
+    assert!(!message.contains("pw-secret"), "{message}");
 }

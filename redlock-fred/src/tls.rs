@@ -1,0 +1,107 @@
+//! Which URLs this driver takes, and TLS for them: the one place that knows which TLS
+//! feature this crate was built with.
+
+use fred::types::config::Config;
+use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
+
+/// Whether this build speaks TLS at all.
+const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
+
+/// fred's config for `url`, with the TLS material `tls` when given.
+pub(crate) fn config(url: &str, tls: Option<&Tls>) -> Result<Config> {
+    check_scheme(url)?;
+    let shown = redact_url(url);
+    if tls.is_some() && !is_tls_url(url) {
+        return Err(Error::Config(format!(
+            "TLS material was given for {shown:?}: use a rediss:// URL"
+        )));
+    }
+    if is_tls_url(url) {
+        install_crypto_provider();
+    }
+    let mut config = Config::from_url(url)
+        .map_err(|e| Error::Config(format!("invalid redis url {shown:?}: {e}")))?;
+    if let Some(tls) = tls {
+        with_certificates(&mut config, url, tls)?;
+    }
+    Ok(config)
+}
+
+/// A centralized node or a Sentinel-managed master; TLS only in a build that has it.
+fn check_scheme(url: &str) -> Result<()> {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let shown = redact_url(url);
+    match scheme.to_ascii_lowercase().as_str() {
+        "redis" | "valkey" | "redis-sentinel" | "valkey-sentinel" => Ok(()),
+        "rediss" | "valkeys" | "rediss-sentinel" | "valkeys-sentinel" if TLS_BUILT => Ok(()),
+        "rediss" | "valkeys" | "rediss-sentinel" | "valkeys-sentinel" => {
+            Err(Error::Config(format!(
+                "{shown:?} asks for TLS, which this build lacks: enable the `tls-rustls` (or \
+                 `tls-native-tls`) feature of redlock-fred"
+            )))
+        }
+        _ => Err(Error::Config(format!(
+            "unsupported url scheme {scheme:?} in {shown:?}: use redis://host:port/ (a \
+             cluster is not one Redlock node)"
+        ))),
+    }
+}
+
+#[cfg(feature = "tls-rustls")]
+fn with_certificates(config: &mut Config, url: &str, tls: &Tls) -> Result<()> {
+    use fred::types::config::TlsConnector;
+    let client = rustls_config(tls).map_err(|e| {
+        let shown = redact_url(url);
+        Error::Config(format!("cannot use the TLS material for {shown:?}: {e}"))
+    })?;
+    config.tls = Some(TlsConnector::from(client).into());
+    Ok(())
+}
+
+/// A rustls client that trusts `tls`'s CA (else the system's roots) and presents its
+/// client certificate, if any.
+#[cfg(feature = "tls-rustls")]
+fn rustls_config(tls: &Tls) -> std::result::Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = match tls.get_root_ca_pem() {
+        Some(pem) => CertificateDer::pem_slice_iter(pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| format!("root CA: {e}"))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no usable root certificate".into());
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let Some((cert, key)) = tls.get_client_cert_pem() else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("client certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("client key: {e}"))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("client certificate: {e}"))
+}
+
+#[cfg(not(feature = "tls-rustls"))]
+fn with_certificates(_: &mut Config, url: &str, _: &Tls) -> Result<()> {
+    Err(Error::Config(format!(
+        "{:?}: certificates of your own need the `tls-rustls` feature of redlock-fred",
+        redact_url(url)
+    )))
+}
+
+/// Makes rustls's `ring` provider the process default unless one is installed already:
+/// rustls cannot pick one by itself when the build enables more than one.
+fn install_crypto_provider() {
+    #[cfg(feature = "tls-rustls")]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is as good as winning it.
+        let _installed = rustls::crypto::ring::default_provider().install_default();
+    }
+}

@@ -1,0 +1,7 @@
+//! TLS and ACL users against real servers:
+//! `cargo test -p redlock-fred --all-features --test connectivity`.
+
+redlock_conformance::connectivity_tests!(
+    redlock_fred::FredPool::from_url,
+    redlock_fred::FredPool::from_url_with_tls,
+);
