@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::leases::LeasePlan;
 use crate::run::Plan;
 use crate::workload::Workload;
 use crate::{Result, fail};
@@ -10,6 +11,7 @@ const USAGE: &str = "\
 usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds N]
                      [--contended-ms MS] [--nodes 1,3,5] [--workloads seq,par,contended]
                      [--only KEY,...] [--current-thread] [--profile KEY --cycles N]
+       redlock-bench leases [--count N] [--expiry-ms MS] [--hold-s S] [--concurrency N]
 
   --quick               many short slices: about a minute and a half on two cores
   --rounds N            rounds of seq and par (each contender runs one slice per round)
@@ -24,7 +26,10 @@ usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds 
   --current-thread      run on tokio's current-thread runtime, not the multi-thread one
   --profile KEY         run only N seq cycles of one contender on the first --nodes
                         count, for a profiler (valgrind, perf): no rounds, no table
-  --cycles N            cycles for --profile (default 10000)";
+  --cycles N            cycles for --profile (default 10000)
+
+  leases                hold N leases at once on 3 nodes (default: 10000, expiry 5000 ms,
+                        held 20 s, acquired 64 at a time); fails if any is lost";
 
 /// What to do.
 #[derive(Debug)]
@@ -32,6 +37,8 @@ pub(crate) struct Args {
     pub(crate) plan: Plan,
     /// `--profile KEY` and its cycle count.
     pub(crate) profile: Option<(String, u64)>,
+    /// `leases ...`: the lease run instead of the benchmark.
+    pub(crate) leases: Option<LeasePlan>,
 }
 
 /// Options as given, before defaults are filled in.
@@ -48,6 +55,7 @@ struct Given {
     only: Option<Vec<String>>,
     profile: Option<String>,
     cycles: Option<u64>,
+    leases: Option<LeasePlan>,
 }
 
 /// Parses the process's arguments.
@@ -74,14 +82,20 @@ pub(crate) fn parse() -> Result<Args> {
     }
     let cycles = given.cycles.unwrap_or(10_000);
     let profile = given.profile.map(|key| (key, cycles));
-    Ok(Args { plan, profile })
+    Ok(Args {
+        plan,
+        profile,
+        leases: given.leases,
+    })
 }
 
 fn read(mut parser: lexopt::Parser) -> Result<Given> {
     use lexopt::prelude::*;
     let mut g = Given::default();
+    let mut first = true;
     while let Some(arg) = parser.next()? {
         match arg {
+            Value(mode) if first && mode == "leases" => g.leases = Some(leases(&mut parser)?),
             Long("quick") => g.quick = true,
             Long("rounds") => g.rounds = Some(parser.value()?.parse()?),
             Long("contended-rounds") => g.contended_rounds = Some(parser.value()?.parse()?),
@@ -99,8 +113,34 @@ fn read(mut parser: lexopt::Parser) -> Result<Given> {
             }
             _ => return Err(fail(format!("{}\n{USAGE}", arg.unexpected()))),
         }
+        first = false;
     }
     Ok(g)
+}
+
+/// The options of `leases`, up to the end of the line.
+fn leases(parser: &mut lexopt::Parser) -> Result<LeasePlan> {
+    use lexopt::prelude::*;
+    let mut plan = LeasePlan::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("count") => plan.count = parser.value()?.parse()?,
+            Long("expiry-ms") => plan.expiry = millis(parser)?,
+            Long("hold-s") => plan.hold = Duration::from_secs(parser.value()?.parse()?),
+            Long("concurrency") => plan.concurrency = parser.value()?.parse()?,
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(fail(format!("{}\n{USAGE}", arg.unexpected()))),
+        }
+    }
+    if plan.count == 0 || plan.concurrency == 0 || plan.hold.is_zero() {
+        return Err(fail(
+            "leases: --count, --concurrency and --hold-s must be at least 1",
+        ));
+    }
+    Ok(plan)
 }
 
 fn millis(parser: &mut lexopt::Parser) -> Result<Duration> {
@@ -146,6 +186,18 @@ mod tests {
         assert_eq!(nodes("1, 3,5").unwrap(), vec![1, 3, 5]);
         assert!(nodes("0").is_err());
         assert!(nodes("one").is_err());
+    }
+
+    #[test]
+    fn leases_mode_takes_its_own_options_only_first() {
+        let parse = |args: &[&str]| read(lexopt::Parser::from_args(args.iter().copied()));
+        let given = parse(&["leases", "--count", "5", "--hold-s", "3"]).unwrap();
+        let plan = given.leases.unwrap();
+        assert_eq!((plan.count, plan.hold), (5, Duration::from_secs(3)));
+        assert_eq!(plan.expiry, LeasePlan::default().expiry);
+        assert!(parse(&["leases", "--quick"]).is_err());
+        assert!(parse(&["--quick", "leases"]).is_err());
+        assert!(parse(&["leases", "--count", "0"]).is_err());
     }
 
     #[test]

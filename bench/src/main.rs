@@ -9,15 +9,24 @@
 //! The binary starts its own `redis-server`s on loopback ports, runs the workloads `seq`,
 //! `par` and `contended` on 1, 3 and 5 nodes with the contenders interleaved in rounds,
 //! prints markdown tables, and ends with one `summary:` line of ratios from this run.
+//!
+//! `leases` instead holds many leases at once on three nodes and reports what their
+//! renewals cost (see `leases.rs`):
+//!
+//! ```text
+//! cargo run --release -p redlock-bench -- leases    # 10,000 leases held 20 s; about 25 s
+//! ```
 
 mod args;
 mod contender;
 mod floor;
+mod leases;
 mod locks;
 mod measured;
 mod profile;
 mod report;
 mod run;
+mod server;
 mod setup;
 mod stats;
 mod workload;
@@ -60,6 +69,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(plan) = &args.leases {
+        return leases::run(plan);
+    }
     let started = Instant::now();
     let plan = &args.plan;
     let most = plan.nodes.iter().copied().max().unwrap_or(1);
