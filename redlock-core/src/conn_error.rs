@@ -35,9 +35,12 @@ pub enum ConnErrorKind {
     /// The server rejected the command itself and would again (a script error, a key of
     /// the wrong type, an unknown command).
     Command,
-    /// The server answered with an error that may pass (`LOADING`, `BUSY`, `READONLY`,
-    /// `MASTERDOWN`, `OOM`, ...).
+    /// The server answered with an error that may pass (`LOADING`, `BUSY`, `MASTERDOWN`,
+    /// `OOM`, ...).
     Server,
+    /// The node is a replica (`READONLY`): a failover demoted the master this connection
+    /// reached. Only a new connection, to the new master, helps.
+    ReadOnly,
     /// The reply had a shape the core did not expect, or belonged to another call.
     Protocol,
     /// The driver does not offer an optional capability.
@@ -67,8 +70,9 @@ impl ConnErrorKind {
             "NOSCRIPT" => Self::NoScript,
             "NOAUTH" | "WRONGPASS" => Self::Auth,
             "NOPERM" => Self::Permission,
-            "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "CLUSTERDOWN"
-            | "MOVED" | "ASK" | "OOM" | "MISCONF" | "NOREPLICAS" => Self::Server,
+            "READONLY" => Self::ReadOnly,
+            "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "MOVED" | "ASK"
+            | "OOM" | "MISCONF" | "NOREPLICAS" => Self::Server,
             // Older servers and Sentinel phrase refused credentials as plain `ERR`s.
             "ERR" if reply.contains("password") => Self::Auth,
             "ERR" if reply.contains("max number of clients") => Self::Connection,
@@ -90,6 +94,7 @@ impl ConnErrorKind {
             Self::Permission => "permission denied",
             Self::Command => "command rejected",
             Self::Server => "server error",
+            Self::ReadOnly => "node is a replica",
             Self::Protocol => "unexpected reply",
             Self::Unsupported => "unsupported",
             Self::Other => "call failed",
@@ -182,7 +187,7 @@ mod tests {
             ),
             (
                 "READONLY You can't write against a read only replica.",
-                ConnErrorKind::Server,
+                ConnErrorKind::ReadOnly,
             ),
             (
                 "LOADING Redis is loading the dataset in memory",
@@ -206,6 +211,7 @@ mod tests {
             assert_eq!(ConnErrorKind::of_server_error(reply), kind, "{reply}");
         }
         assert!(ConnErrorKind::Server.is_retryable() && ConnErrorKind::Timeout.is_retryable());
+        assert!(ConnErrorKind::ReadOnly.is_retryable());
         assert!(!ConnErrorKind::Auth.is_retryable() && !ConnErrorKind::Command.is_retryable());
     }
 }

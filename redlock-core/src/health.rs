@@ -6,7 +6,8 @@
 //! failed handshake (refused credentials, "max number of clients") and return it on every
 //! later call. The core cannot see the socket, but it sees the calls: after
 //! [`RECONNECT_AFTER`] timeouts or connection failures in a row on one node, or at once
-//! when the node refuses the credentials, it asks the node's pool for a new connection
+//! when the node refuses the credentials or answers as a replica (`READONLY`: a failover
+//! demoted the master this connection reached), it asks the node's pool for a new connection
 //! ([`Pool::reconnect`](crate::Pool::reconnect)), at most once per [`RECONNECT_EVERY`].
 //!
 //! The limit keeps a node that is slow for everyone (a paused server, a fork stall) from
@@ -36,7 +37,8 @@ pub(crate) enum Outcome {
     Answered,
     /// No answer in time, or the connection failed: a new one may help if it goes on.
     Failed,
-    /// The node refused the credentials: only a new connection tries them again.
+    /// The node refused the credentials, or is a replica since a failover: only a new
+    /// connection (trying the credentials again, or reaching the new master) helps.
     Refused,
     /// Anything else (say a rejected command): says nothing about the connection.
     Other,

@@ -88,6 +88,7 @@ fn phrase(kind: ConnErrorKind) -> &'static str {
         ConnErrorKind::Permission => "denied permission",
         ConnErrorKind::Command => "rejected the script",
         ConnErrorKind::Server => "answered with an error",
+        ConnErrorKind::ReadOnly => "were replicas, not masters",
         ConnErrorKind::Protocol => "sent an unexpected reply",
         ConnErrorKind::NoScript => "did not know the script",
         ConnErrorKind::Unsupported => "lacked a capability",

@@ -60,7 +60,7 @@ fn outcome(vote: &Vote) -> Outcome {
     };
     match error.kind() {
         ConnErrorKind::Timeout | ConnErrorKind::Connection => Outcome::Failed,
-        ConnErrorKind::Auth => Outcome::Refused,
+        ConnErrorKind::Auth | ConnErrorKind::ReadOnly => Outcome::Refused,
         _ => Outcome::Other,
     }
 }

@@ -209,3 +209,20 @@ async fn silent_connection_is_replaced_and_the_node_votes_again() {
     assert_eq!(pools[0].reconnects(), 1);
     assert_eq!(pools[1].reconnects(), 0);
 }
+
+/// A node that answers as a replica (`READONLY`: a failover demoted its master) has its
+/// connection replaced at once, so that a Sentinel-aware driver reaches the new master.
+#[tokio::test(start_paused = true)]
+async fn a_replica_answer_replaces_the_connection_at_once() {
+    let pools = warm_pools(3).await;
+    let m = mutex(&pools, fast());
+    let readonly = "READONLY You can't write against a read only replica.";
+    pools[0].set_failure(Some((ConnErrorKind::ReadOnly, readonly)));
+    let guard = m.try_lock().await.unwrap();
+    assert_eq!(pools[0].reconnects(), 1, "replaced after one READONLY");
+    guard.unlock().await.unwrap();
+    pools[0].set_failure(None);
+    let guard = m.try_lock().await.unwrap();
+    assert!(values(&pools)[0].is_some(), "the node votes again");
+    guard.unlock().await.unwrap();
+}
