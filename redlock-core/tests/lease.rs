@@ -47,14 +47,15 @@ async fn renews_when_a_third_of_the_usable_time_is_left() {
     let lease = mutex(&pools, fast()).lease().await.expect("lease");
     let first = until(lease.signal().state());
     let before = calls(&pools);
-    tokio::time::sleep_until(first - LEAD - ms(1)).await;
-    assert_eq!(calls(&pools), before, "no renewal before a third is left");
+    // Due when a third is left, up to an eighth of that earlier at random.
+    let earliest = first - LEAD - LEAD / 8;
+    tokio::time::sleep_until(earliest - ms(1)).await;
+    assert_eq!(calls(&pools), before, "no renewal before it is due");
     tokio::time::sleep_until(first - LEAD + ms(1)).await;
     assert_eq!(calls(&pools), before + 3, "one renewal, to every node");
-    let renewed_at = first - LEAD;
     let second = until(lease.signal().state());
     assert!(
-        second >= renewed_at + VALIDITY - ms(1),
+        second >= earliest + VALIDITY - ms(1),
         "renewed to a full validity"
     );
     lease.unlock().await.expect("unlock");
@@ -134,12 +135,9 @@ async fn another_owner_taking_the_key_is_reported_at_the_next_renewal() {
         matches!(&reason, LostReason::Taken(e) if e.is_taken()),
         "{reason:?}"
     );
-    let renewal = deadline - LEAD;
     let now = Instant::now();
-    assert!(
-        now >= renewal && now <= renewal + ms(1),
-        "reported by the next renewal"
-    );
+    let due = deadline - LEAD - LEAD / 8..=deadline - LEAD + ms(1);
+    assert!(due.contains(&now), "reported by the next renewal");
     // A lost lease is not released behind the holder's back, and unlock deletes nothing
     // of another owner's.
     let e = lease.unlock().await.expect_err("taken");

@@ -45,7 +45,10 @@ fn reexports_the_core() {
 async fn rediss_without_a_tls_feature_names_the_feature() {
     let err = RedisPool::from_url("rediss://locker:pw-secret@127.0.0.1:1/").unwrap_err();
     let message = err.to_string();
-    assert!(err.is_config() && message.contains("`tls-rustls`"), "{message}");
+    assert!(
+        err.is_config() && message.contains("`tls-rustls`"),
+        "{message}"
+    );
     assert!(!message.contains("pw-secret"), "{message}");
 }
 

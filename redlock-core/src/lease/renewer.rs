@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::lease::signal::{LeaseState, Shared};
 
+/// A renewal starts up to this share of the lead earlier than due, at random.
+const JITTER_SHARE: u32 = 8;
+
 /// The shortest wait before a failed renewal is retried.
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(1);
 
@@ -198,15 +201,18 @@ impl<P: Pool> Renewer<P> {
         Some(delayed.map_or(last_start, |at| at.min(last_start)))
     }
 
-    /// When to renew: `lead` before the lease ends, unless it is already valid past its
-    /// maximum hold time.
+    /// When to renew: `lead` before the lease ends, less a random eighth of `lead` so that
+    /// leases taken together do not renew in step; never, while the lease is valid past
+    /// its maximum hold time.
     fn schedule(&self) -> Option<Instant> {
         let valid_until = self.guard.valid_until();
         if !self.shared.needs_renewal(valid_until) {
             return None;
         }
         let end = self.end()?;
-        Some(end.checked_sub(self.lead).unwrap_or(end))
+        let spread = self.lead / JITTER_SHARE;
+        let jitter = spread.mul_f64(rand::random::<f64>());
+        Some(end.checked_sub(self.lead + jitter).unwrap_or(end))
     }
 
     /// When the lease ends; `None` once it is lost.
