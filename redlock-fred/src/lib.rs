@@ -53,8 +53,8 @@ use fred::types::{Builder, ClientState, ClusterHash, ConnectHandle, CustomComman
 pub use redlock_core::*;
 use tokio::sync::broadcast::Receiver;
 
+mod config;
 mod convert;
-mod tls;
 pub use convert::{map_error, to_reply};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
@@ -138,7 +138,7 @@ impl FredPool {
                 "FredPool must be built within a tokio runtime".into(),
             ));
         }
-        Self::from_config(tls::config(url, None)?)
+        Self::from_config(config::config(url, None)?)
     }
 
     /// A node at the `rediss://` `url`, trusting the CA and presenting the client
@@ -155,7 +155,30 @@ impl FredPool {
                 "FredPool must be built within a tokio runtime".into(),
             ));
         }
-        Self::from_config(tls::config(url, Some(tls))?)
+        Self::from_config(config::config(url, Some(tls))?)
+    }
+
+    /// A node that is the master of the Sentinel-managed group `service`, found through
+    /// the Sentinels at `sentinels` (`redis://host:port/` URLs), built as
+    /// [`FredPool::from_url`] builds a node.
+    ///
+    /// fred follows a failover by itself when its connection breaks; when the demoted
+    /// master answers `READONLY` instead, the lock makes it reconnect at once, through the
+    /// Sentinels. A failover can lose a key the old master granted but had not replicated
+    /// yet; see the README on Sentinel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when a URL is malformed or none is given, or outside a tokio
+    /// runtime.
+    pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "FredPool must be built within a tokio runtime".into(),
+            ));
+        }
+        let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
+        Self::from_config(config::sentinel(&urls, service)?)
     }
 
     fn from_config(config: Config) -> Result<Self> {

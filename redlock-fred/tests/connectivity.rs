@@ -5,3 +5,5 @@ redlock_conformance::connectivity_tests!(
     redlock_fred::FredPool::from_url,
     redlock_fred::FredPool::from_url_with_tls,
 );
+
+redlock_conformance::sentinel_tests!(redlock_fred::FredPool::from_sentinel::<String>);

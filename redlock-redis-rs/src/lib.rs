@@ -40,8 +40,12 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
 pub use redlock_core::*;
+#[cfg(feature = "sentinel")]
+pub use sentinel::SentinelConnection;
 pub use tls::connection_info;
 
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod tls;
 
 /// One Redis node reached through redis-rs. Cheap to clone; clones share the connection.

@@ -5,3 +5,5 @@ redlock_conformance::connectivity_tests!(
     redlock_redis_rs::RedisPool::from_url,
     redlock_redis_rs::RedisPool::from_url_with_tls,
 );
+
+redlock_conformance::sentinel_tests!(redlock_redis_rs::RedisPool::from_sentinel::<String>);

@@ -15,9 +15,11 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod acl;
+mod sentinel;
 mod tls;
 
 pub use acl::*;
+pub use sentinel::*;
 pub use tls::*;
 
 /// Builds one node's pool from a `rediss://` URL and TLS material: a driver's
@@ -54,6 +56,17 @@ macro_rules! connectivity_tests {
             least_privilege_acl_user_locks,
             password_only_url_locks,
             missing_permission_fails_at_once_and_says_so,
+        );
+    };
+}
+
+/// Emits the Sentinel behaviours, for the driver whose pools `factory`
+/// (`from_sentinel(sentinel_urls, service)`) builds.
+#[macro_export]
+macro_rules! sentinel_tests {
+    ($factory:expr $(,)?) => {
+        $crate::__connectivity_tests!(sentinel: $factory;
+            sentinel_failover_moves_locking_to_the_new_master,
         );
     };
 }

@@ -13,6 +13,7 @@
 mod error;
 mod inspect;
 mod process;
+mod sentinel;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use error::FleetError;
 use process::*;
+pub use sentinel::Sentinels;
 pub use tls::TlsMaterial;
 
 /// The server the fleet starts unless `REDLOCK_SERVER` names another.

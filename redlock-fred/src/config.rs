@@ -1,7 +1,7 @@
-//! Which URLs this driver takes, and TLS for them: the one place that knows which TLS
-//! feature this crate was built with.
+//! fred configs for the nodes this driver takes: URLs (the one place that knows which TLS
+//! feature this crate was built with), TLS material, and Sentinel-managed masters.
 
-use fred::types::config::Config;
+use fred::types::config::{Config, ServerConfig};
 use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
 
 /// Whether this build speaks TLS at all.
@@ -25,6 +25,29 @@ pub(crate) fn config(url: &str, tls: Option<&Tls>) -> Result<Config> {
         with_certificates(&mut config, url, tls)?;
     }
     Ok(config)
+}
+
+/// A config for the master of the Sentinel-managed group `service`, found through the
+/// Sentinels at `sentinels` (`redis://host:port/` URLs).
+pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
+    let mut hosts = Vec::with_capacity(sentinels.len());
+    for url in sentinels {
+        let shown = redact_url(url);
+        let parsed = config(url, None)?;
+        let ServerConfig::Centralized { server } = parsed.server else {
+            return Err(Error::Config(format!(
+                "{shown:?} is not one sentinel's URL"
+            )));
+        };
+        hosts.push((server.host.to_string(), server.port));
+    }
+    if hosts.is_empty() {
+        return Err(Error::Config("no sentinel given".into()));
+    }
+    Ok(Config {
+        server: ServerConfig::new_sentinel(hosts, service),
+        ..Config::default()
+    })
 }
 
 /// A centralized node or a Sentinel-managed master; TLS only in a build that has it.

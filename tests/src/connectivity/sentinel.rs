@@ -1,0 +1,89 @@
+//! Sentinel-managed masters as nodes: a forced failover while locks are taken, after
+//! which locking resumes on the new master.
+
+use std::time::Duration;
+
+use redlock_core::{Instant, Options, Pool, Redlock};
+
+use crate::fleet::{Fleet, Sentinels, unique_prefix};
+
+/// Builds one node's pool for a Sentinel-managed master group: a driver's
+/// `from_sentinel(sentinel_urls, service)`.
+pub trait SentinelFactory<P>: Fn(&[String], &str) -> redlock_core::Result<P> {}
+
+impl<P, F: Fn(&[String], &str) -> redlock_core::Result<P>> SentinelFactory<P> for F {}
+
+/// The master group's name.
+const SERVICE: &str = "redlock-test";
+
+/// How long locking may take to resume after a failover before the test fails; a hang
+/// must fail, never pass.
+const RESUME_WITHIN: Duration = Duration::from_secs(30);
+
+fn options() -> Options {
+    Options::new()
+        .expiry(Duration::from_secs(5))
+        .timeout_factor(0.1)
+        .tries(1)
+}
+
+/// One master, two replicas and three Sentinels.
+fn start() -> (Fleet, Sentinels) {
+    let fleet = Fleet::start(3).unwrap_or_else(|e| panic!("cannot start 3 redis-servers: {e}"));
+    let sentinels = fleet
+        .start_sentinels(SERVICE, 3)
+        .unwrap_or_else(|e| panic!("cannot start the sentinels: {e}"));
+    (fleet, sentinels)
+}
+
+fn index_of(fleet: &Fleet, port: u16) -> usize {
+    (0..fleet.len())
+        .find(|&i| fleet.port(i) == port)
+        .unwrap_or_else(|| panic!("no node on port {port}"))
+}
+
+/// A lock over one node that is a Sentinel-managed master group: locks land on the
+/// master; after a forced failover (`SENTINEL FAILOVER`) locking resumes on the new
+/// master, and the demoted one is not used.
+pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
+    factory: &impl SentinelFactory<P>,
+) {
+    let (fleet, sentinels) = start();
+    let urls: Vec<String> = sentinels
+        .addresses()
+        .iter()
+        .map(|a| format!("redis://{a}/"))
+        .collect();
+    let pool = factory(&urls, sentinels.service()).expect("a pool over the sentinels");
+    let redlock = Redlock::with_options(vec![pool], options()).expect("options");
+    let name = unique_prefix("sentinel");
+    let guard = redlock.lock(&name).await.expect("lock on the first master");
+    let old = index_of(&fleet, sentinels.master_port().expect("master"));
+    assert_eq!(old, 0);
+    assert_eq!(
+        fleet.get(old, &name).expect("get").as_deref(),
+        Some(guard.value())
+    );
+    guard.unlock().await.expect("unlock");
+
+    let new = index_of(&fleet, sentinels.failover().expect("failover"));
+    assert_ne!(new, old, "the failover picked a new master");
+    let until = Instant::now() + RESUME_WITHIN;
+    let guard = loop {
+        match redlock.try_lock(&name).await {
+            Ok(guard) => break guard,
+            Err(e) if Instant::now() < until => {
+                let _retried = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("locking did not resume on the new master: {e}"),
+        }
+    };
+    assert_eq!(
+        fleet.get(new, &name).expect("get").as_deref(),
+        Some(guard.value()),
+        "the lock is on the new master"
+    );
+    guard.unlock().await.expect("unlock on the new master");
+    assert_eq!(fleet.get(new, &name).expect("get"), None);
+}
