@@ -85,6 +85,12 @@ fn assert_gone(fleet: &Fleet, name: &str) {
     }
 }
 
+fn pttls(fleet: &Fleet, name: &str) -> Vec<i64> {
+    (0..fleet.len())
+        .map(|i| fleet.pttl(i, name).unwrap())
+        .collect()
+}
+
 /// Deletes `name` everywhere: the holder's TTL running out, without waiting for it.
 fn expire(fleet: &Fleet, name: &str) {
     for i in 0..fleet.len() {
@@ -159,9 +165,17 @@ async fn a_late_rust_release_leaves_the_foreign_key() {
         let mut guard = s.redlock.try_lock(&name).await.unwrap();
         expire(&s.fleet, &name);
         let value = foreign(&mut s, holder).lock(&name, ttl_ms()).await.unwrap();
+        let before = pttls(&s.fleet, &name);
         let err = guard.extend().await.unwrap_err();
         assert!(err.is_taken(), "extend over {holder:?}: {err:?}");
         assert_held(&s.fleet, &name, &value, "after our late extend");
+        // Our extend refreshed none of their TTLs: each is still counting down.
+        let after = pttls(&s.fleet, &name);
+        let refreshed = before.iter().zip(&after).any(|(b, a)| a > b);
+        assert!(
+            !refreshed,
+            "TTLs of {holder:?}'s key were {before:?}, now {after:?}"
+        );
         let err = guard.unlock().await.unwrap_err();
         assert!(err.is_taken(), "unlock over {holder:?}: {err:?}");
         assert_held(&s.fleet, &name, &value, "after our late unlock");
