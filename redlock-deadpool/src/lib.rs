@@ -90,14 +90,24 @@ impl DeadpoolPool {
     /// Nothing is sent until the first lock call. If the pool has no wait timeout, this
     /// driver's checkouts do not wait for a free connection. Name the node in errors with
     /// [`DeadpoolPool::with_address`].
-    pub fn new(pool: deadpool_redis::Pool) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when called outside a tokio runtime (checkouts run in tasks of
+    /// their own), as every driver's constructors do.
+    pub fn new(pool: deadpool_redis::Pool) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "DeadpoolPool must be built within a tokio runtime".into(),
+            ));
+        }
         let pinned = Arc::new(AsyncMutex::new(Pinned::default()));
         let address = None;
-        Self {
+        Ok(Self {
             pool,
             pinned,
             address,
-        }
+        })
     }
 
     /// Names the node `address` in errors (`host:port`; never put credentials in it).
@@ -115,7 +125,8 @@ impl DeadpoolPool {
     /// # Errors
     ///
     /// [`Error::Config`] when the URL is malformed (the message names it without its
-    /// credentials), or asks for TLS in a build without a TLS feature.
+    /// credentials), asks for TLS in a build without a TLS feature, or outside a tokio
+    /// runtime.
     pub fn from_url(url: &str) -> Result<Self> {
         Self::from_info(url, connection_info(url, None)?)
     }
@@ -149,7 +160,7 @@ impl DeadpoolPool {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build a deadpool pool: {e}")))?;
-        Ok(Self::new(pool).with_address(address))
+        Ok(Self::new(pool)?.with_address(address))
     }
 
     /// One node per URL, in order.

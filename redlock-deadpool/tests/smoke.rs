@@ -53,7 +53,7 @@ async fn exhausted_pool_is_a_failed_vote_not_a_hang() {
     let pool = config.create_pool(Some(Runtime::Tokio1)).unwrap();
     let held = pool.get().await.expect("the app holds the only connection");
     let options = quick(5_000).tries(1);
-    let redlock = Redlock::with_options(vec![DeadpoolPool::new(pool)], options).unwrap();
+    let redlock = Redlock::with_options(vec![DeadpoolPool::new(pool).unwrap()], options).unwrap();
     let key = format!("{}lock", unique_prefix("deadpool_exhausted"));
     let err = redlock.lock(&key).await.expect_err("pool exhausted");
     let kinds: Vec<_> = err.node_errors().iter().map(|e| e.error.kind()).collect();
@@ -106,4 +106,12 @@ fn rediss_without_a_tls_feature_names_the_feature() {
         "{message}"
     );
     assert!(!message.contains("pw-secret"), "{message}");
+}
+
+/// Like every driver's constructors, building a node outside a tokio runtime is a
+/// configuration error, not a panic.
+#[test]
+fn outside_a_runtime_is_a_config_error() {
+    let err = DeadpoolPool::from_url("redis://127.0.0.1:1/").unwrap_err();
+    assert!(err.is_config(), "{err:?}");
 }

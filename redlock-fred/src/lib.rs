@@ -115,9 +115,15 @@ impl FredPool {
     ///
     /// Give the client a [`ReconnectPolicy`] so that a restarted node is used again, and
     /// keep blocking commands (`BLPOP`) off it: they would hold up the lock's calls.
-    pub fn new(client: Client) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when called outside a tokio runtime (the pool reconnects in tasks
+    /// of its own), as every driver's constructors do.
+    pub fn new(client: Client) -> Result<Self> {
+        in_runtime()?;
         let errors = client.error_rx();
-        Self::build(client, None, errors)
+        Ok(Self::build(client, None, errors))
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`), connected in the background.
@@ -133,11 +139,7 @@ impl FredPool {
     /// `rediss://` (trusting the system's roots; a cluster is not one Redlock node), or
     /// when called outside a tokio runtime.
     pub fn from_url(url: &str) -> Result<Self> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
-                "FredPool must be built within a tokio runtime".into(),
-            ));
-        }
+        in_runtime()?;
         Self::from_config(config::config(url, None)?)
     }
 
@@ -150,11 +152,7 @@ impl FredPool {
     /// As [`FredPool::from_url`], and [`Error::Config`] when the URL is not `rediss://`,
     /// the certificates or key do not parse, or the feature is off.
     pub fn from_url_with_tls(url: &str, tls: &Tls) -> Result<Self> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
-                "FredPool must be built within a tokio runtime".into(),
-            ));
-        }
+        in_runtime()?;
         Self::from_config(config::config(url, Some(tls))?)
     }
 
@@ -172,11 +170,7 @@ impl FredPool {
     /// [`Error::Config`] when a URL is malformed or none is given, or outside a tokio
     /// runtime.
     pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
-                "FredPool must be built within a tokio runtime".into(),
-            ));
-        }
+        in_runtime()?;
         let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
         Self::from_config(config::sentinel(&urls, service)?)
     }
@@ -378,6 +372,16 @@ impl Conn for FredConn {
     ) -> Result<Reply, ConnError> {
         self.call(script.command(), script.text(), keys, args).await
     }
+}
+
+/// Fails outside a tokio runtime, which fred and this pool run their tasks on.
+fn in_runtime() -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::Config(
+            "FredPool must be built within a tokio runtime".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The node's address from the client's config, without credentials.
