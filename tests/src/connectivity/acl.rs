@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use redlock_core::{ConnErrorKind, Options, Pool, Redlock};
 
-use super::printed;
 use crate::Factory;
 use crate::fleet::{Fleet, unique_prefix};
+use crate::printed;
 
 use redlock_core::scripts::ACL_COMMANDS;
 

@@ -28,17 +28,6 @@ pub trait TlsFactory<P>: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P>
 
 impl<P, F: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P>> TlsFactory<P> for F {}
 
-/// Every way an error can be printed: its message, its `Debug`, and its whole chain.
-pub(crate) fn printed(err: &dyn std::error::Error) -> String {
-    let mut out = format!("{err} {err:?}");
-    let mut next = err.source();
-    while let Some(e) = next {
-        out.push_str(&format!(" | {e} {e:?}"));
-        next = e.source();
-    }
-    out
-}
-
 /// Emits one `#[tokio::test]` per connectivity behaviour, for the driver whose pools
 /// `factory` (`from_url`) and `tls_factory` (`from_url_with_tls`) build.
 #[macro_export]

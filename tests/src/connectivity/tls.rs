@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use redlock_core::{Options, Pool, Redlock, Tls};
 
-use super::{TlsFactory, printed};
+use super::TlsFactory;
 use crate::Factory;
 use crate::fleet::{Fleet, TlsMaterial, unique_prefix};
+use crate::printed;
 
 /// Generous: a hang must turn into a failure, never pass.
 const PATIENCE: Duration = Duration::from_secs(20);

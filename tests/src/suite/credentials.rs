@@ -9,6 +9,7 @@ use redlock_core::{ConnErrorKind, Pool, Redlock};
 
 use super::{Factory, manager_over, quick};
 use crate::fleet::{Fleet, unique_prefix};
+use crate::printed;
 
 /// The password every test here uses; it must never show anywhere.
 const SECRET: &str = "s3cret-hunter2";
@@ -29,17 +30,6 @@ fn add_user(fleet: &Fleet, password: &str) {
 /// `redis://locker:PASSWORD@127.0.0.1:PORT/` for node `i`.
 fn url_as(fleet: &Fleet, i: usize, password: &str) -> String {
     format!("redis://locker:{password}@127.0.0.1:{}/", fleet.port(i))
-}
-
-/// Every way an error can be printed: its message, its `Debug`, and its whole chain.
-fn printed(err: &dyn std::error::Error) -> String {
-    let mut out = format!("{err} {err:?}");
-    let mut next = err.source();
-    while let Some(e) = next {
-        out.push_str(&format!(" | {e} {e:?}"));
-        next = e.source();
-    }
-    out
 }
 
 /// A wrong password stops `lock()` at once, without retries, with an error that says the
