@@ -57,15 +57,16 @@ pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
     let pool = factory(&urls, sentinels.service()).expect("a pool over the sentinels");
     let redlock = Redlock::with_options(vec![pool], options()).expect("options");
     let name = unique_prefix("sentinel");
-    let guard = redlock.lock(&name).await.expect("lock on the first master");
+    let held = redlock
+        .lock(&format!("{name}:held"))
+        .await
+        .expect("lock on the first master");
     let old = index_of(&fleet, sentinels.master_port().expect("master"));
     assert_eq!(old, 0);
-    assert_eq!(
-        fleet.get(old, &name).expect("get").as_deref(),
-        Some(guard.value())
-    );
-    guard.unlock().await.expect("unlock");
+    let on_old = fleet.get(old, &format!("{name}:held")).expect("get");
+    assert_eq!(on_old.as_deref(), Some(held.value()));
 
+    // The failover happens while that lock is held.
     let new = index_of(&fleet, sentinels.failover().expect("failover"));
     assert_ne!(new, old, "the failover picked a new master");
     let until = Instant::now() + RESUME_WITHIN;
@@ -86,4 +87,12 @@ pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
     );
     guard.unlock().await.expect("unlock on the new master");
     assert_eq!(fleet.get(new, &name).expect("get"), None);
+    // The lock held across the failover: released on the new master if its key was
+    // replicated there, reported as expired if it was lost; never a hang.
+    let released = tokio::time::timeout(RESUME_WITHIN, held.unlock()).await;
+    match released.expect("no hang") {
+        Ok(()) => {}
+        Err(e) => assert!(e.is_expired(), "{e}"),
+    }
+    assert_eq!(fleet.get(new, &format!("{name}:held")).expect("get"), None);
 }
