@@ -1,19 +1,26 @@
 //! The checker: reads the clients' histories and the nemesis's events and reports
-//! mutual-exclusion violations, lost updates and liveness figures.
+//! mutual-exclusion violations, lost updates, late writes under a lease, and liveness
+//! figures.
 //!
 //! A holding runs from the instant the lock call returned to the earlier of the unlock
 //! call and the guard's validity deadline, as the guard reported it after the last
-//! extend (success moves it on, failure may move it back). Two holdings of one name that
-//! overlap are a violation, whatever the nodes said.
+//! extend (success moves it on, failure may move it back). A lease's holding runs from
+//! the instant `run` handed it to the work (or `lease` returned) to the earlier of the
+//! end of the work and the instant the lease was lost; a release counts as a loss, when
+//! the renewals stopped. Two holdings of one name that overlap are a violation, whatever
+//! the nodes said.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::clients::{Entry, ErrorClass, Op};
+pub use super::leases::LeaseFigures;
+use super::leases::figures;
+use super::liveness::liveness;
+pub use super::liveness::{Bucketing, Liveness, active_at, faulty_at, percentile};
 use super::nemesis::Event;
-use super::schedule::{Action, Fault};
 use crate::history::{Holding, overlaps};
 
 /// How many nemesis steps a violation's account shows.
@@ -57,48 +64,12 @@ impl Violation {
     }
 }
 
-/// How lock calls are grouped for liveness figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucketing {
-    /// By how many nodes were faulty when the call started: `faulty=2`.
-    Count,
-    /// Also by kind when all faulty nodes had the same fault: `kill=2`, `blackhole=2`.
-    Kind,
-}
-
-/// Lock calls started under one fault situation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Liveness {
-    /// The situation, `faulty=N` or `KIND=N`.
-    pub bucket: String,
-    /// Nodes under a fault inside the model when the calls started.
-    pub faulty: usize,
-    /// Lock calls started.
-    pub attempts: usize,
-    /// Of which acquired.
-    pub acquired: usize,
-    /// Median time to acquire, over the calls that acquired.
-    pub p50: Option<Duration>,
-    /// 99th percentile time to acquire, over the calls that acquired.
-    pub p99: Option<Duration>,
-}
-
-impl Liveness {
-    /// The share of calls that acquired, 0 to 1.
-    pub fn share(&self) -> f64 {
-        if self.attempts == 0 {
-            return 0.0;
-        }
-        self.acquired as f64 / self.attempts as f64
-    }
-}
-
 /// What the checker found in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
     /// Lock calls.
     pub ops: usize,
-    /// Lock calls that returned a guard.
+    /// Lock calls that returned a guard or a lease.
     pub acquired: usize,
     /// Protected writes done.
     pub writes: u64,
@@ -116,6 +87,8 @@ pub struct Verdict {
     pub lost_updates: u64,
     /// Liveness by fault situation, fewest faulty nodes first.
     pub liveness: Vec<Liveness>,
+    /// What the long-work clients did with their leases.
+    pub leases: LeaseFigures,
 }
 
 /// Checks the merged history of every client (each client's entries in its own order)
@@ -127,20 +100,20 @@ pub fn check(history: &[Entry], counters: &[u64], events: &[Event], by: Bucketin
     for entry in history {
         match entry.op {
             Op::Invoke => verdict.ops += 1,
-            Op::Acquired { .. } => verdict.acquired += 1,
+            Op::Acquired { .. } | Op::Leased { .. } => verdict.acquired += 1,
             Op::Failed(class) => *failures.entry(class).or_default() += 1,
             Op::Extended { result, .. } => {
                 verdict.extends.0 += 1;
                 verdict.extends.1 += usize::from(result.is_err());
             }
-            Op::Wrote { .. } => {
+            Op::Wrote { .. } | Op::LeaseWrote { .. } => {
                 if let Some(w) = writes.get_mut(entry.name) {
                     *w += 1;
                 }
             }
             Op::Skipped => verdict.skipped += 1,
             Op::Unlocked(result) => verdict.unlock_errors += usize::from(result.is_err()),
-            Op::Unlocking => {}
+            Op::Unlocking | Op::LeaseEnded { .. } => {}
         }
     }
     verdict.writes = writes.iter().sum();
@@ -163,6 +136,17 @@ pub fn check(history: &[Entry], counters: &[u64], events: &[Event], by: Bucketin
             }));
     }
     verdict.liveness = liveness(history, events, by);
+    verdict.leases = figures(history);
+    let leased: HashSet<usize> = (history.iter())
+        .filter(|e| matches!(e.op, Op::Leased { .. }))
+        .map(|e| e.client)
+        .collect();
+    let by_lease = |v: &&Violation| {
+        [v.first, v.second]
+            .iter()
+            .any(|h| leased.contains(&h.client))
+    };
+    verdict.leases.violations = verdict.violations.iter().filter(by_lease).count();
     verdict
 }
 
@@ -182,7 +166,10 @@ pub fn holdings(history: &[Entry], names: usize) -> Vec<Vec<Holding>> {
     };
     for e in history {
         match e.op {
-            Op::Acquired { valid_until } => {
+            Op::Acquired { valid_until }
+            | Op::Leased {
+                until: valid_until, ..
+            } => {
                 let (name, acquired) = (e.name, e.at);
                 let o = Open {
                     name,
@@ -203,6 +190,17 @@ pub fn holdings(history: &[Entry], names: usize) -> Vec<Vec<Holding>> {
                     close(e.client, o, e.at);
                 }
             }
+            Op::LeaseEnded { until, .. } => {
+                // The lease's last good instant, after all its renewals, replaces the end
+                // it had when it was acquired.
+                if let Some(o) = open.remove(&e.client) {
+                    let o = Open {
+                        valid_until: until,
+                        ..o
+                    };
+                    close(e.client, o, e.at);
+                }
+            }
             _ => {}
         }
     }
@@ -211,81 +209,6 @@ pub fn holdings(history: &[Entry], names: usize) -> Vec<Vec<Holding>> {
         close(client, o, until);
     }
     by_name
-}
-
-/// The faults inside the model active at `at`, one per faulty node, from the executed
-/// events.
-pub fn active_at(events: &[Event], at: Instant) -> Vec<Fault> {
-    let mut active: BTreeMap<usize, Fault> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.at <= at) {
-        match e.action {
-            Action::Inject(fault) => {
-                active.insert(e.node, fault);
-            }
-            Action::Heal(_) => {
-                active.remove(&e.node);
-            }
-            _ => {}
-        }
-    }
-    active.into_values().collect()
-}
-
-/// How many nodes were under a fault inside the model at `at`.
-pub fn faulty_at(events: &[Event], at: Instant) -> usize {
-    active_at(events, at).len()
-}
-
-fn bucket(faults: &[Fault], by: Bucketing) -> String {
-    match faults.first() {
-        Some(f) if by == Bucketing::Kind && faults.iter().all(|g| g.label() == f.label()) => {
-            format!("{}={}", f.label(), faults.len())
-        }
-        _ => format!("faulty={}", faults.len()),
-    }
-}
-
-fn liveness(history: &[Entry], events: &[Event], by: Bucketing) -> Vec<Liveness> {
-    let mut started: HashMap<usize, Instant> = HashMap::new();
-    // By (faulty nodes, situation) at the start: how long each call took if it acquired.
-    let mut calls: BTreeMap<(usize, String), Vec<Option<Duration>>> = BTreeMap::new();
-    for e in history {
-        match e.op {
-            Op::Invoke => {
-                started.insert(e.client, e.at);
-            }
-            Op::Acquired { .. } | Op::Failed(_) => {
-                if let Some(start) = started.remove(&e.client) {
-                    let took = matches!(e.op, Op::Acquired { .. }).then(|| e.at - start);
-                    let faults = active_at(events, start);
-                    let key = (faults.len(), bucket(&faults, by));
-                    calls.entry(key).or_default().push(took);
-                }
-            }
-            _ => {}
-        }
-    }
-    calls
-        .into_iter()
-        .map(|((faulty, bucket), all)| {
-            let mut took: Vec<Duration> = all.iter().filter_map(|t| *t).collect();
-            took.sort_unstable();
-            Liveness {
-                bucket,
-                faulty,
-                attempts: all.len(),
-                acquired: took.len(),
-                p50: percentile(&took, 0.50),
-                p99: percentile(&took, 0.99),
-            }
-        })
-        .collect()
-}
-
-/// The `p` quantile (0 to 1) of `sorted`, by the nearest-rank method.
-pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 #[cfg(test)]
@@ -355,36 +278,32 @@ mod tests {
     }
 
     #[test]
-    fn faulty_nodes_are_counted_between_inject_and_heal() {
+    fn a_lease_holding_ends_at_the_earlier_of_the_work_and_the_loss() {
         let t = Instant::now();
-        let ev = |ms, node, action| Event {
-            at: t + Duration::from_millis(ms),
-            node,
-            action,
-            error: None,
+        let ms = |n| t + Duration::from_millis(n);
+        let leased = Op::Leased {
+            until: ms(900),
+            heeds: true,
         };
-        let (pause, kill) = (Fault::Pause, Fault::Kill);
-        let events = [
-            ev(10, 0, Action::Inject(pause)),
-            ev(20, 1, Action::Inject(pause)),
-            ev(30, 0, Action::Heal(pause)),
-            ev(35, 2, Action::EarlyExpiry),
-            ev(40, 0, Action::Inject(kill)),
+        let ended = |until, reason| Op::LeaseEnded { until, reason };
+        let history = [
+            entry(0, t, 0, leased),
+            entry(0, t, 2500, ended(ms(2400), "gone")),
+            entry(1, t, 2450, acquired(t, 3000)),
+            entry(1, t, 2460, Op::Unlocking),
+            entry(0, t, 3000, leased),
+            entry(0, t, 3200, ended(ms(3210), "released")),
         ];
-        let at = |ms| faulty_at(&events, t + Duration::from_millis(ms));
-        assert_eq!([at(5), at(15), at(25), at(37), at(45)], [0, 1, 2, 1, 2]);
-        let kinds = |ms, by| bucket(&active_at(&events, t + Duration::from_millis(ms)), by);
-        assert_eq!(kinds(5, Bucketing::Kind), "faulty=0");
-        assert_eq!(kinds(25, Bucketing::Kind), "pause=2");
-        assert_eq!(kinds(25, Bucketing::Count), "faulty=2");
-        assert_eq!(kinds(45, Bucketing::Kind), "faulty=2");
-    }
+        let held = holdings(&history, 1);
+        let ends: Vec<Instant> = held[0].iter().map(|h| h.released).collect();
+        assert_eq!(ends, [ms(2400), ms(2460), ms(3200)]);
+        let v = check(&history, &[0], &[], Bucketing::Count);
+        assert!(v.violations.is_empty(), "{v:?}");
+        assert_eq!((v.acquired, v.leases.holdings), (3, 2));
 
-    #[test]
-    fn nearest_rank_percentiles() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&d, 0.99), Some(Duration::from_millis(99)));
-        assert_eq!(percentile(&d, 0.5), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&[], 0.99), None);
+        let mut bad = history;
+        bad[2] = entry(1, t, 2300, acquired(t, 3000));
+        let v = check(&bad, &[0], &[], Bucketing::Count);
+        assert_eq!((v.violations.len(), v.leases.violations), (1, 1), "{v:?}");
     }
 }

@@ -4,7 +4,9 @@
 //! shared counter, work a little (sometimes extending the lock), then write the counter
 //! back plus one, but only if validity is still left (the contract of Redlock: check
 //! [`Guard::remaining`](redlock_core::Guard::remaining) before each side effect), and
-//! unlock. Every step goes into the client's history.
+//! unlock. Every step goes into the client's history. The history's types also carry
+//! the steps of the [`long_work`](super::long_work) clients, which hold a lease instead
+//! of a guard.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +106,33 @@ pub enum Op {
     Unlocking,
     /// Unlock returned.
     Unlocked(Result<(), ErrorClass>),
+    /// A lease was acquired ([`Mutex::run`] called its work, or [`Mutex::lease`]
+    /// returned): the holding begins.
+    Leased {
+        /// The lease's end as it read then; renewals move it on.
+        until: Instant,
+        /// Whether the holder checks its lease before each write; one that does not is the
+        /// broken client of the canary.
+        heeds: bool,
+    },
+    /// A write under a lease: the name's counter went from `seen` to `seen + 1`.
+    LeaseWrote {
+        /// The value read at the start of the step.
+        seen: u64,
+        /// The window that protected the write: the lease's end as read right before it,
+        /// or `None` if the lease read as lost.
+        window: Option<Instant>,
+    },
+    /// The holder stopped relying on its lease: the run returned, or the lease was
+    /// unlocked.
+    LeaseEnded {
+        /// The last instant the lease could be relied on: when its loss was recorded
+        /// (for a release, when the renewals stopped; for a lease that ran out, its end).
+        until: Instant,
+        /// The loss's kind, as [`LostReason::kind`](redlock_core::LostReason::kind)
+        /// names it.
+        reason: &'static str,
+    },
 }
 
 /// One entry of a client's history.
@@ -133,6 +162,20 @@ impl Counters {
     pub fn values(&self) -> Vec<u64> {
         self.0.iter().map(|c| c.load(Ordering::SeqCst)).collect()
     }
+
+    /// The counter of name `name`.
+    pub(super) fn get(&self, name: usize) -> Option<&AtomicU64> {
+        self.0.get(name)
+    }
+}
+
+/// A duration uniformly random in `[lo, hi)`, or `lo` when the range is empty.
+pub(super) fn between(rng: &mut StdRng, lo: Duration, hi: Duration) -> Duration {
+    if lo >= hi {
+        return lo;
+    }
+    let span = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
+    lo + Duration::from_micros(rng.random_range(0..span))
 }
 
 /// How far around the end of its validity an overrunning holder stops working.
@@ -242,7 +285,7 @@ impl<P: Pool> Client<P> {
         let valid_until = guard.valid_until();
         self.record(name, Op::Acquired { valid_until });
         let counters = self.counters.clone();
-        let Some(counter) = counters.0.get(name) else {
+        let Some(counter) = counters.get(name) else {
             return;
         };
         // A read-modify-write split by a sleep: only mutual exclusion keeps it whole.
@@ -280,11 +323,7 @@ impl<P: Pool> Client<P> {
     }
 
     fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        if lo >= hi {
-            return lo;
-        }
-        let span = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
-        lo + Duration::from_micros(self.rng.random_range(0..span))
+        between(&mut self.rng, lo, hi)
     }
 
     fn record(&mut self, name: usize, op: Op) {

@@ -6,6 +6,7 @@ use redlock_core::Options;
 
 use super::HarnessError;
 use super::clients::Workload;
+use super::long_work::LongWork;
 use super::schedule::{Plan, Spec};
 
 /// Environment variable that fixes the seed (a `u64`) to reproduce a run's schedule.
@@ -18,6 +19,10 @@ const DEFAULT_SECS: u64 = 8;
 const KILL_MARGIN: Duration = Duration::from_millis(200);
 /// Margin past the TTL before the leftover keys are looked for.
 pub(super) const SETTLE: Duration = Duration::from_millis(300);
+/// Attempts of a long-work client's acquire: about a second while the other long-work
+/// client holds the name, so that an acquire started just before the run's end cannot
+/// wait out a whole long holding and then start another.
+const LONG_WORK_TRIES: u32 = 30;
 /// The shape of the runs; [`Config::from_env`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,12 +40,17 @@ pub struct Config {
     pub nodes: usize,
     /// Concurrent lock users.
     pub clients: usize,
+    /// Long-work clients, on top of `clients`: they hold a name of their own under
+    /// `Mutex::run` for several expiries at a time (see [`Config::long_work_name`]).
+    pub long_workers: usize,
     /// Lock names they share.
     pub names: usize,
     /// The locks' expiry, which is also the longest TTL any key gets.
     pub expiry: Duration,
     /// How the clients behave.
     pub workload: Workload,
+    /// How the long-work clients behave.
+    pub long_work: LongWork,
 }
 
 impl Default for Config {
@@ -50,11 +60,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// 5 nodes, 8 clients, 3 names, 1 s expiry; a run inside the model of `secs`
-    /// seconds, a 3.6 s run with a minority down, one outside the model of 3/8 of `secs`
-    /// (at least 3 s), and a 1.5 s canary.
+    /// 5 nodes, 8 clients and 2 long-work clients, 3 names, 1 s expiry; a run inside the
+    /// model of `secs` seconds, a 3.6 s run with a minority down, one outside the model of
+    /// 3/8 of `secs` (at least 3 s), and a 1.5 s canary. Long work lasts 2.5 to 4
+    /// expiries, so that every holding stands on renewals.
     pub fn with_secs(seed: u64, secs: u64) -> Self {
         let model = Duration::from_secs(secs);
+        let expiry = Duration::from_secs(1);
+        let workload = Workload::default();
         Self {
             seed,
             model,
@@ -63,9 +76,17 @@ impl Config {
             canary: Duration::from_millis(1_500),
             nodes: 5,
             clients: 8,
+            long_workers: 2,
             names: 3,
-            expiry: Duration::from_secs(1),
-            workload: Workload::default(),
+            expiry,
+            workload,
+            long_work: LongWork {
+                length: (expiry * 5 / 2, expiry * 4),
+                step: workload.hold,
+                think: workload.think,
+                margin: workload.margin,
+                heeds: true,
+            },
         }
     }
 
@@ -124,6 +145,52 @@ impl Config {
                 ..self.workload
             },
             Plan::Model => self.workload,
+        }
+    }
+
+    /// How long-work client `worker` (from 0) behaves in `plan`: in the canary, the last
+    /// one ignores its lease, so that the checker must find its writes after a loss.
+    pub fn long_work(&self, plan: Plan, worker: usize) -> LongWork {
+        let broken = plan == Plan::Canary && worker + 1 == self.long_workers;
+        LongWork {
+            heeds: !broken,
+            ..self.long_work
+        }
+    }
+
+    /// The long-work clients' lock options: the clients' ones, with an acquire of about a
+    /// second.
+    pub fn long_work_options(&self) -> Options {
+        self.options().tries(LONG_WORK_TRIES)
+    }
+
+    /// How many names the clients lock in `plan`: one per client in the minority plan,
+    /// else the shared names.
+    pub fn names(&self, plan: Plan) -> usize {
+        match plan {
+            Plan::Minority => self.clients,
+            _ => self.names,
+        }
+    }
+
+    /// How many names the long-work clients hold in `plan`, after the clients' names.
+    pub fn long_work_names(&self, plan: Plan) -> usize {
+        match plan {
+            _ if self.long_workers == 0 => 0,
+            Plan::Minority => self.long_workers,
+            _ => 1,
+        }
+    }
+
+    /// Which name (index) long-work client `worker` holds in `plan`. In the minority plan,
+    /// one of its own, so that no call waits for another client. Otherwise all share one
+    /// name that the clients do not use: each long holding is contended by the other
+    /// long-work clients' acquires, while the clients' traffic stays what it was (a client
+    /// that drew a name held for seconds would spend its whole acquire budget waiting).
+    pub fn long_work_name(&self, plan: Plan, worker: usize) -> usize {
+        match plan {
+            Plan::Minority => self.names(plan) + worker,
+            _ => self.names(plan),
         }
     }
 

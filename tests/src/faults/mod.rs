@@ -4,9 +4,12 @@
 //! One run starts a fleet of real `redis-server`s, puts an in-process fault
 //! [`proxy`](proxy::Proxy) in front of each, and lets [`clients`] with their own lock
 //! managers (any driver, built by a [`Factory`] from the proxies' URLs) lock a handful of
-//! names while a [`nemesis`] plays a seeded fault schedule. The [`checker`] then reads the
-//! recorded history: overlapping holdings, lost counter updates, keys left behind on the
-//! real servers (not through the proxies) once the TTL has passed, and liveness figures.
+//! names while a [`nemesis`] plays a seeded fault schedule; [`long_work`] clients hold
+//! some of those names for several expiries at a time under `Mutex::run`. The
+//! [`checker`] then reads the recorded history: overlapping holdings, lost counter
+//! updates, writes made after the lease that protected them ended, keys left behind on
+//! the real servers (not through the proxies) once the TTL has passed, and liveness
+//! figures.
 //!
 //! [`run_driver`] runs four [`Plan`]s for one driver: faults inside Redlock's model (must
 //! be clean), a fixed minority down for liveness figures (must be clean too), faults
@@ -26,6 +29,9 @@
 pub mod checker;
 pub mod clients;
 mod config;
+mod leases;
+mod liveness;
+pub mod long_work;
 pub mod nemesis;
 pub mod proxy;
 mod report;
@@ -43,6 +49,7 @@ pub use self::schedule::Plan;
 use self::checker::Bucketing;
 use self::clients::{Client, Counters, Entry};
 use self::config::{SETTLE, derive, plan_salt};
+use self::long_work::LongWorker;
 use self::nemesis::{Event, Executor};
 use self::proxy::{Proxy, ProxyControl};
 use self::schedule::{Action, Schedule};
@@ -166,10 +173,7 @@ pub async fn run<P: Pool>(
         proxies.push(Proxy::start(fleet.port(i)).await?);
     }
     let prefix = unique_prefix(plan.label());
-    let names = match plan {
-        Plan::Minority => config.clients,
-        _ => config.names,
-    };
+    let names = config.names(plan) + config.long_work_names(plan);
     let keys: Vec<String> = (0..names).map(|n| format!("{prefix}{n}")).collect();
     let outcome = exercise(factory, config, plan, fleet, &proxies, &keys).await;
     let mut proxy_tasks_left = 0;
@@ -200,6 +204,7 @@ pub async fn run<P: Pool>(
         plan,
         seed: config.seed,
         nemesis: count(|a| !matches!(a, Action::Heal(_))),
+        long_workers: config.long_workers,
         early_expiries: count(|a| a == Action::EarlyExpiry),
         empty_restarts: count(|a| a == Action::RestartEmpty),
         kinds,
@@ -245,15 +250,7 @@ async fn exercise<P: Pool>(
 ) -> Result<Outcome, HarnessError> {
     let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
     let counters = Arc::new(Counters::new(keys.len()));
-    let workload = config.workload(plan);
-    let mut clients = Vec::with_capacity(config.clients);
-    for id in 0..config.clients {
-        let pools = urls.iter().map(|u| factory(u)).collect::<Result<_, _>>()?;
-        let redlock = Redlock::with_options(pools, config.options())?;
-        let seed = derive(config.seed, id as u64);
-        let counters = counters.clone();
-        clients.push(Client::new(id, &redlock, keys, counters, workload, seed)?);
-    }
+    let Users { clients, workers } = users(factory, config, plan, &urls, keys, &counters)?;
     let schedule = Schedule::generate(
         derive(config.seed, plan_salt(plan)),
         plan,
@@ -263,10 +260,11 @@ async fn exercise<P: Pool>(
     let nemesis_keys = keys.to_vec();
     let start = Instant::now();
     let stop = start + config.duration(plan);
-    let tasks: Vec<_> = clients
+    let mut tasks: Vec<_> = clients
         .into_iter()
         .map(|c| tokio::spawn(c.run(stop)))
         .collect();
+    tasks.extend(workers.into_iter().map(|w| tokio::spawn(w.run(stop))));
     let nemesis = tokio::task::spawn_blocking(move || {
         let mut executor = Executor {
             fleet: &mut fleet,
@@ -296,6 +294,47 @@ async fn exercise<P: Pool>(
         counters: counters.values(),
         events,
     })
+}
+
+/// The lock users of one run.
+struct Users<P: Pool> {
+    clients: Vec<Client<P>>,
+    workers: Vec<LongWorker<P>>,
+}
+
+/// The clients and long-work clients of `plan`, each with its own lock manager: the
+/// clients on the first names, the long-work clients on the names after them.
+fn users<P: Pool>(
+    factory: &impl Factory<P>,
+    config: &Config,
+    plan: Plan,
+    urls: &[String],
+    keys: &[String],
+    counters: &Arc<Counters>,
+) -> Result<Users<P>, HarnessError> {
+    let redlock = |options| -> Result<_, HarnessError> {
+        let pools = urls.iter().map(|u| factory(u)).collect::<Result<_, _>>()?;
+        Ok(Redlock::with_options(pools, options)?)
+    };
+    let names = keys.get(..config.names(plan)).unwrap_or(keys);
+    let workload = config.workload(plan);
+    let mut clients = Vec::with_capacity(config.clients);
+    for id in 0..config.clients {
+        let seed = derive(config.seed, id as u64);
+        let (counters, redlock) = (counters.clone(), redlock(config.options())?);
+        clients.push(Client::new(id, &redlock, names, counters, workload, seed)?);
+    }
+    let mut workers = Vec::with_capacity(config.long_workers);
+    for worker in 0..config.long_workers {
+        let id = config.clients + worker;
+        let name = config.long_work_name(plan, worker);
+        let held = (name, keys.get(name).map_or("", String::as_str));
+        let work = config.long_work(plan, worker);
+        let seed = derive(config.seed, id as u64);
+        let (counters, redlock) = (counters.clone(), redlock(config.long_work_options())?);
+        workers.push(LongWorker::new(id, &redlock, held, counters, work, seed)?);
+    }
+    Ok(Users { clients, workers })
 }
 
 /// Lists the run's keys left on the real servers, then stops the fleet; both blocking,

@@ -18,6 +18,8 @@ pub struct RunReport {
     pub verdict: Verdict,
     /// Faults started: model faults injected, early expiries (per node) and empty restarts.
     pub nemesis: usize,
+    /// Long-work clients in the run.
+    pub long_workers: usize,
     /// Early expiries done (one per node and step).
     pub early_expiries: usize,
     /// Nodes restarted at once with their data gone.
@@ -47,21 +49,30 @@ impl RunReport {
             "driver={driver} seed={seed} ops={} acquired={} nemesis={}",
             v.ops, v.acquired, self.nemesis
         );
+        let l = &v.leases;
+        let leases = format!(
+            "leases={} renewals={} late_writes={}",
+            l.holdings, l.renewals, l.late_writes
+        );
         match self.plan {
             Plan::Model => format!(
-                "faults {common} violations={violations} lost_updates={}",
+                "faults {common} violations={violations} lost_updates={} {leases}",
                 v.lost_updates
             ),
             Plan::Minority => format!(
-                "minority {common} violations={violations} lost_updates={}",
+                "minority {common} violations={violations} lost_updates={} {leases}",
                 v.lost_updates
             ),
             Plan::Outside => format!(
                 "outside {common} early_expiries={} empty_restarts={} violations={violations} \
-                 lost_updates={}",
+                 lost_updates={} {leases}",
                 self.early_expiries, self.empty_restarts, v.lost_updates
             ),
-            Plan::Canary => format!("canary driver={driver} violations={violations}"),
+            Plan::Canary => format!(
+                "canary driver={driver} violations={violations} lease_violations={} \
+                 late_writes={}",
+                l.violations, l.late_writes
+            ),
         }
     }
 
@@ -83,6 +94,7 @@ impl RunReport {
             self.proxy_tasks_left,
             self.elapsed.as_millis()
         )];
+        lines.push(self.lease_details(&tag));
         let failures: Vec<String> = v
             .failures
             .iter()
@@ -122,8 +134,29 @@ impl RunReport {
         lines
     }
 
-    /// What makes this run fail: for the model, any violation, lost update or key left;
-    /// for the canary, finding nothing; for every plan, harness errors and leaked tasks.
+    /// The long-work clients' figures: holdings, renewals seen, the longest holding, how
+    /// holdings ended, writes and late writes.
+    fn lease_details(&self, tag: &str) -> String {
+        let l = &self.verdict.leases;
+        let ended: Vec<String> = l.ended.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        format!(
+            "  leases {tag} holdings={} unheeded={} renewals={} longest_ms={} writes={} \
+             late_writes={} lease_violations={} ended: {}",
+            l.holdings,
+            l.unheeded,
+            l.renewals,
+            l.longest.as_millis(),
+            l.writes,
+            l.late_writes,
+            l.violations,
+            ended.join(" ")
+        )
+    }
+
+    /// What makes this run fail: for the model, any violation, lost update, late write
+    /// under a lease or key left, or long-work clients whose leases were never renewed;
+    /// for the canary, finding no violation, or no late write of its client that ignores
+    /// its lease; for every plan, harness errors and leaked tasks.
     pub fn problems(&self) -> Vec<String> {
         let v = &self.verdict;
         let tag = format!("{} driver={}", self.plan.label(), self.driver);
@@ -147,8 +180,22 @@ impl RunReport {
             "no protected write was ever done".into(),
         );
         fail(
+            model && v.leases.late_writes > 0,
+            format!("{} late writes under a lease", v.leases.late_writes),
+        );
+        fail(
+            model && self.long_workers > 0 && v.leases.renewals == 0,
+            "no lease was renewed: the long work never outlasted an expiry".into(),
+        );
+        fail(
             self.plan == Plan::Canary && v.violations.is_empty(),
             "the canary found no violation: the checker cannot see".into(),
+        );
+        fail(
+            self.plan == Plan::Canary && self.long_workers > 0 && v.leases.late_writes == 0,
+            "the canary's client that ignores its lease made no late write: the checker \
+             cannot see writes after a loss"
+                .into(),
         );
         fail(
             !self.leftover_keys.is_empty(),
