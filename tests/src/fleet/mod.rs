@@ -10,6 +10,7 @@
 //! All methods are blocking and use connections with one-second timeouts, so a paused node
 //! makes a helper fail instead of hanging; call them between awaits, not in a hot loop.
 
+mod cluster;
 mod error;
 mod inspect;
 mod process;
@@ -75,6 +76,8 @@ pub struct Fleet {
     root: PathBuf,
     nodes: Vec<Node>,
     tls: Option<Serving>,
+    /// Whether the servers run in cluster mode ([`Fleet::start_cluster`]).
+    cluster: bool,
 }
 
 /// How a fleet serves TLS.
@@ -134,6 +137,14 @@ impl Fleet {
         Some(format!("rediss://{HOST}:{port}/"))
     }
 
+    /// The arguments a server of this fleet starts with beyond the common ones: TLS,
+    /// cluster mode.
+    fn server_args(&self, tls_port: Option<u16>) -> Vec<OsString> {
+        let mut args = self.tls_args(tls_port);
+        args.extend(self.cluster_args());
+        args
+    }
+
     /// The arguments that make a server serve TLS on `tls_port`, in a TLS fleet.
     fn tls_args(&self, tls_port: Option<u16>) -> Vec<OsString> {
         let (Some(tls), Some(port)) = (&self.tls, tls_port) else {
@@ -171,6 +182,7 @@ impl Fleet {
             root,
             nodes: Vec::with_capacity(n),
             tls: None,
+            cluster: false,
         };
         fleet.add_nodes(n)?;
         Ok(fleet)
@@ -200,9 +212,13 @@ impl Fleet {
         tls_port: Option<u16>,
     ) -> Result<(u16, Child), FleetError> {
         let mut last = None;
-        let extra = self.tls_args(tls_port);
+        let extra = self.server_args(tls_port);
         for _ in 0..ATTEMPTS {
-            let port = free_port()?;
+            let port = if self.cluster {
+                cluster::free_port_pair()?
+            } else {
+                free_port()?
+            };
             match launch(&self.program, port, dir, &extra) {
                 Ok(child) => return Ok((port, child)),
                 Err(Launch::Exited(e) | Launch::Foreign(e)) => last = Some(e),
@@ -273,7 +289,7 @@ impl Fleet {
     /// [`FleetError::Start`] if the server keeps failing to start.
     pub fn restart(&mut self, i: usize) -> Result<(), FleetError> {
         self.kill(i)?;
-        let extra = self.tls_args(self.nodes[i].tls_port);
+        let extra = self.server_args(self.nodes[i].tls_port);
         let node = &mut self.nodes[i];
         let mut last = None;
         for _ in 0..ATTEMPTS {
