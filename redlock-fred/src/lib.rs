@@ -350,8 +350,13 @@ impl FredConn {
             max_attempts: Some(1),
             ..CallOptions::default()
         };
-        // The key is the third word of EVAL/EVALSHA; it only matters on a cluster.
-        let command = CustomCommand::new_static(command, ClusterHash::Offset(2), false);
+        // On a cluster, the call goes to the slot of KEYS[1], the lock's one key. fred routes
+        // a custom command by its hash only when that is a slot (`Custom`); any other
+        // policy, `Offset` included, hashes the first string argument: the script.
+        let slot = keys
+            .first()
+            .map_or(ClusterHash::Random, |key| ClusterHash::from(*key));
+        let command = CustomCommand::new_static(command, slot, false);
         let value: Value = self
             .client
             .with_options(&options)
