@@ -11,6 +11,14 @@
 //! scripts' other replies 0 and -1) is different for every call the core makes, so a reply
 //! that a connection delivers late, to the wrong call, can never be read as a success of
 //! the call that receives it.
+//!
+//! # Redis Cluster
+//!
+//! Each script touches exactly one key, `KEYS[1]`, the lock's name, so a Redis Cluster that
+//! is one node of the lock runs each call on the master serving that key's hash slot. A
+//! script that ever touches more than one key for one lock must keep them in that slot,
+//! by a `{hash tag}` of the name in every key (`{invoice:42}:fence`); a cluster refuses a
+//! script whose keys span slots (`CROSSSLOT`).
 
 /// A Lua script with its SHA1, as `run_script` sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! fred configs for the nodes this driver takes: URLs (the one place that knows which TLS
-//! feature this crate was built with), TLS material, and Sentinel-managed masters.
+//! feature this crate was built with), TLS material, Sentinel-managed masters and Redis
+//! Clusters.
 
-use fred::types::config::{Config, ServerConfig};
-use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
+use fred::types::config::{ClusterDiscoveryPolicy, Config, ServerConfig};
+use redlock_core::{Error, Result, Tls, redact_url};
 
 /// Whether this build speaks TLS at all.
 const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
@@ -11,16 +12,21 @@ const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-t
 pub(crate) fn config(url: &str, tls: Option<&Tls>) -> Result<Config> {
     check_scheme(url)?;
     let shown = redact_url(url);
-    if tls.is_some() && !is_tls_url(url) {
+    if tls.is_some() && !asks_for_tls(url) {
         return Err(Error::Config(format!(
             "TLS material was given for {shown:?}: use a rediss:// URL"
         )));
     }
-    if is_tls_url(url) {
+    if asks_for_tls(url) {
         install_crypto_provider();
     }
     let mut config = Config::from_url(url)
         .map_err(|e| Error::Config(format!("invalid redis url {shown:?}: {e}")))?;
+    if let ServerConfig::Clustered { hosts, .. } = &mut config.server {
+        // fred lists the URL's own host after its `node=` ones: first is where errors
+        // name the cluster.
+        hosts.rotate_right(1);
+    }
     if let Some(tls) = tls {
         with_certificates(&mut config, url, tls)?;
     }
@@ -50,24 +56,74 @@ pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
     })
 }
 
-/// A centralized node or a Sentinel-managed master; TLS only in a build that has it.
+/// A config for one Redis Cluster found through the seed URLs `urls`, each one node's
+/// (`redis://host:port`); the first URL's credentials and TLS serve every node.
+pub(crate) fn cluster(urls: &[&str]) -> Result<Config> {
+    let mut hosts = Vec::with_capacity(urls.len());
+    let mut first: Option<(Config, bool)> = None;
+    for &url in urls {
+        let node = config(url, None)?;
+        let ServerConfig::Centralized { server } = &node.server else {
+            return Err(Error::Config(format!(
+                "{:?} is not a seed: give each master as redis://host:port",
+                redact_url(url)
+            )));
+        };
+        hosts.push(server.clone());
+        match &first {
+            None => first = Some((node, asks_for_tls(url))),
+            Some((seed, seed_tls))
+                if seed.username != node.username
+                    || seed.password != node.password
+                    || *seed_tls != asks_for_tls(url) =>
+            {
+                return Err(Error::Config(format!(
+                    "the cluster's seeds disagree on credentials or TLS, at {:?}",
+                    redact_url(url)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let Some((mut config, _)) = first else {
+        return Err(Error::Config(
+            "a cluster needs at least one seed URL".into(),
+        ));
+    };
+    let policy = ClusterDiscoveryPolicy::default();
+    config.server = ServerConfig::Clustered { hosts, policy };
+    Ok(config)
+}
+
+/// Whether `url` asks for TLS: `rediss://`, `valkeys://`, and their Sentinel and Cluster
+/// forms (`rediss-cluster://`).
+fn asks_for_tls(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let base = scheme.split_once('-').map_or(scheme, |(base, _)| base);
+    base.eq_ignore_ascii_case("rediss") || base.eq_ignore_ascii_case("valkeys")
+}
+
+/// A centralized node, a Sentinel-managed master or a Redis Cluster; TLS only in a build
+/// that has it.
 fn check_scheme(url: &str) -> Result<()> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let lower = scheme.to_ascii_lowercase();
+    let (base, deployment) = lower.split_once('-').unwrap_or((&lower, ""));
     let shown = redact_url(url);
-    match scheme.to_ascii_lowercase().as_str() {
-        "redis" | "valkey" | "redis-sentinel" | "valkey-sentinel" => Ok(()),
-        "rediss" | "valkeys" | "rediss-sentinel" | "valkeys-sentinel" if TLS_BUILT => Ok(()),
-        "rediss" | "valkeys" | "rediss-sentinel" | "valkeys-sentinel" => {
-            Err(Error::Config(format!(
-                "{shown:?} asks for TLS, which this build lacks: enable the `tls-rustls` (or \
-                 `tls-native-tls`) feature of redlock-fred"
-            )))
-        }
-        _ => Err(Error::Config(format!(
-            "unsupported url scheme {scheme:?} in {shown:?}: use redis://host:port/ (a \
-             cluster is not one Redlock node)"
-        ))),
+    if !matches!(base, "redis" | "valkey" | "rediss" | "valkeys")
+        || !matches!(deployment, "" | "sentinel" | "cluster")
+    {
+        return Err(Error::Config(format!(
+            "unsupported url scheme {scheme:?} in {shown:?}: use redis://host:port/"
+        )));
     }
+    if asks_for_tls(url) && !TLS_BUILT {
+        return Err(Error::Config(format!(
+            "{shown:?} asks for TLS, which this build lacks: enable the `tls-rustls` (or \
+             `tls-native-tls`) feature of redlock-fred"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "tls-rustls")]

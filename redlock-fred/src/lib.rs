@@ -32,6 +32,9 @@
 //! is under way, or before the first one has ended, does a call wait for its outcome, so
 //! that a lock taken right after building does not find every node "down".
 //!
+//! A whole Redis Cluster can be one node of the lock ([`FredPool::from_cluster`], or a
+//! `redis-cluster://` URL): each call goes to the master that serves the lock key's slot.
+//!
 //! While fred cannot connect, a call fails with the reason fred last gave (refused
 //! credentials say so, and stop the lock's retries at once), not a bare "not connected".
 //! When the lock sees the node stay silent, the pool asks fred for a new connection
@@ -53,6 +56,7 @@ use fred::types::{Builder, ClientState, ClusterHash, ConnectHandle, CustomComman
 pub use redlock_core::*;
 use tokio::sync::broadcast::Receiver;
 
+mod cluster;
 mod config;
 mod convert;
 pub use convert::{map_error, to_reply};
@@ -135,9 +139,10 @@ impl FredPool {
     /// # Errors
     ///
     /// [`Error::Config`] when the URL is malformed (the message names it without its
-    /// credentials), is not `redis://`, `redis-sentinel://` or, with a TLS feature,
-    /// `rediss://` (trusting the system's roots; a cluster is not one Redlock node), or
-    /// when called outside a tokio runtime.
+    /// credentials), is not `redis://`, `redis-sentinel://`, `redis-cluster://` (a whole
+    /// Redis Cluster as one node, as [`FredPool::from_cluster`] makes it) or, with a
+    /// TLS feature, their `rediss` forms (trusting the system's roots), or when called
+    /// outside a tokio runtime.
     pub fn from_url(url: &str) -> Result<Self> {
         in_runtime()?;
         Self::from_config(config::config(url, None)?)
@@ -404,7 +409,7 @@ fn server_address(client: &Client) -> Option<String> {
             service_name,
             ..
         } => Some(format!("{service_name} via sentinel {}", join(&hosts))),
-        ServerConfig::Clustered { hosts, .. } => Some(format!("cluster {}", join(&hosts))),
+        ServerConfig::Clustered { hosts, .. } => Some(format!("{} (cluster)", hosts.first()?)),
         _ => None,
     }
 }

@@ -11,7 +11,7 @@ async fn bad_urls_are_config_errors() {
         "not a url",
         "http://127.0.0.1:6379/",
         "redis://:99999999/",
-        "redis-cluster://127.0.0.1:7000",
+        "redis-shard://127.0.0.1:7000",
     ];
     for url in urls {
         let err = FredPool::from_url(url).expect_err(url);
@@ -32,6 +32,40 @@ async fn nodes_are_named_by_address_without_credentials() {
     assert_eq!(pool.address().as_deref(), Some("127.0.0.1:6390"));
     assert!(!format!("{pool:?}").contains("s3cret"));
     assert!(!format!("{:?}", pool.get_now()).contains("s3cret"));
+}
+
+#[tokio::test]
+async fn a_cluster_is_named_by_its_first_seed_without_credentials() {
+    use redlock_fred::Pool as _;
+    let pool = FredPool::from_cluster(&[
+        "redis://user:s3cret@127.0.0.1:7000/",
+        "redis://user:s3cret@127.0.0.1:7001/",
+    ])
+    .unwrap();
+    assert_eq!(pool.address().as_deref(), Some("127.0.0.1:7000 (cluster)"));
+    assert!(!format!("{pool:?}").contains("s3cret"));
+    let url = "redis-cluster://user:s3cret@127.0.0.1:7000?node=127.0.0.1:7001";
+    let pool = FredPool::from_url(url).unwrap();
+    assert_eq!(pool.address().as_deref(), Some("127.0.0.1:7000 (cluster)"));
+}
+
+#[tokio::test]
+async fn bad_cluster_seeds_are_config_errors() {
+    let none: [&str; 0] = [];
+    let cases: [&[&str]; 4] = [
+        &none,
+        &["redis://127.0.0.1:7000/", "not a url"],
+        &["redis-cluster://127.0.0.1:7000"],
+        &[
+            "redis://a:s3cret@127.0.0.1:7000/",
+            "redis://127.0.0.1:7001/",
+        ],
+    ];
+    for urls in cases {
+        let err = FredPool::from_cluster(urls).expect_err("bad seeds");
+        assert!(err.is_config(), "{urls:?}: {err:?}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
 }
 
 /// The crate re-exports the core whole, under the core's names: a user needs no other

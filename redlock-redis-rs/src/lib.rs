@@ -28,6 +28,9 @@
 //! `MultiplexedConnection`) works through [`RedisPool::from_connection`]; [`RedisConn`]
 //! runs the scripts on any [`ConnectionLike`], which is what other redis-rs based drivers
 //! build on.
+//!
+//! With the `cluster` feature, `RedisPool::from_cluster` makes a whole Redis Cluster
+//! one node of the lock: each call goes to the master that serves the lock key's slot.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -44,6 +47,8 @@ pub use redlock_core::*;
 pub use sentinel::SentinelConnection;
 pub use tls::connection_info;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 #[cfg(feature = "sentinel")]
 mod sentinel;
 mod tls;
@@ -213,8 +218,9 @@ where
         self.address.clone()
     }
 
-    /// Replaces the connection manager with a new one, when this crate built it; calls in
-    /// flight finish on the old one, whose socket closes with its last clone.
+    /// Replaces the connection manager (or cluster connection) with a new one, when this
+    /// crate built it; calls in flight finish on the old one, whose sockets close with its
+    /// last clone.
     fn reconnect(&self) -> bool {
         let Some(fresh) = self.shared.rebuild.as_ref().and_then(|rebuild| rebuild()) else {
             return false;

@@ -1,4 +1,5 @@
-//! TLS and ACL users against real servers:
+//! TLS, ACL users, a Sentinel-managed master and a Redis Cluster as one node, against
+//! real servers:
 //! `cargo test -p redlock-redis-rs --all-features --test connectivity`.
 
 redlock_conformance::connectivity_tests!(
@@ -7,3 +8,8 @@ redlock_conformance::connectivity_tests!(
 );
 
 redlock_conformance::sentinel_tests!(redlock_redis_rs::RedisPool::from_sentinel::<String>);
+
+redlock_conformance::cluster_tests!(
+    redlock_redis_rs::RedisPool::from_url,
+    redlock_redis_rs::RedisPool::from_cluster,
+);

@@ -1,5 +1,6 @@
 //! Reaching production deployments, on real servers: TLS (with a CA of the test's own,
-//! mutual TLS, the wrong CA) and least-privilege ACL users.
+//! mutual TLS, the wrong CA), least-privilege ACL users, and a Sentinel-managed master or a
+//! Redis Cluster as one node.
 //!
 //! A driver runs these with one macro call in its `tests/connectivity.rs`, built with its
 //! TLS feature (`cargo test -p <driver> --all-features --test connectivity`):
@@ -10,15 +11,27 @@
 //!     my_driver::MyPool::from_url_with_tls,
 //! );
 //! ```
+//!
+//! and, for a driver that reaches a Redis Cluster, one more (the cluster tests need
+//! `redis-cli`, from the Debian package `redis-tools`):
+//!
+//! ```text
+//! redlock_conformance::cluster_tests!(
+//!     my_driver::MyPool::from_url,
+//!     my_driver::MyPool::from_cluster,
+//! );
+//! ```
 
 // Panics are this module's assertions.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod acl;
+mod cluster;
 mod sentinel;
 mod tls;
 
 pub use acl::*;
+pub use cluster::*;
 pub use sentinel::*;
 pub use tls::*;
 
@@ -27,6 +40,12 @@ pub use tls::*;
 pub trait TlsFactory<P>: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P> {}
 
 impl<P, F: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P>> TlsFactory<P> for F {}
+
+/// Builds one node's pool that is a whole Redis Cluster, from its seed URLs: a driver's
+/// `from_cluster`.
+pub trait ClusterFactory<P>: Fn(&[String]) -> redlock_core::Result<P> {}
+
+impl<P, F: Fn(&[String]) -> redlock_core::Result<P>> ClusterFactory<P> for F {}
 
 /// Emits one `#[tokio::test]` per connectivity behaviour, for the driver whose pools
 /// `factory` (`from_url`) and `tls_factory` (`from_url_with_tls`) build.
@@ -68,6 +87,35 @@ macro_rules! __connectivity_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 $crate::connectivity::$name(&$factory).await;
+            }
+        )+
+    };
+}
+
+/// Emits one `#[tokio::test]` per cluster behaviour, for the driver whose pools `factory`
+/// (`from_url`, for plain nodes) and `cluster_factory` (`from_cluster`) build.
+#[macro_export]
+macro_rules! cluster_tests {
+    ($factory:expr, $cluster_factory:expr $(,)?) => {
+        $crate::__cluster_tests!($factory, $cluster_factory;
+            cluster_node_locks_extends_and_unlocks,
+            cluster_node_locks_names_on_every_master,
+            cluster_node_falls_back_to_eval_after_a_script_flush,
+            cluster_node_follows_a_moved_slot,
+            cluster_node_votes_while_a_plain_node_is_down,
+            cluster_down_at_build_time_is_a_failed_vote_until_it_is_back,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cluster_tests {
+    ($factory:expr, $cluster_factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::connectivity::$name(&$factory, &$cluster_factory).await;
             }
         )+
     };
