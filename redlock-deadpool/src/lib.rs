@@ -36,6 +36,12 @@
 //! exhausted pool is a failed vote ([`ConnErrorKind::PoolExhausted`]) rather than a hang,
 //! and the lock bounds every call with its per-node timeout, so a hanging node is a
 //! failed vote with [`ConnErrorKind::Timeout`].
+//!
+//! A Sentinel-managed master or a Redis Cluster as a node is not offered here:
+//! deadpool-redis 0.23's Sentinel pool gives its connections a fixed 500 ms response
+//! timeout, and its cluster pool resends calls after a dropped connection, both against
+//! the driver contract. Build such a node with `redlock-redis-rs` (`from_sentinel`,
+//! `from_cluster`) and mix it with deadpool nodes through [`PoolExt::boxed`].
 
 use std::sync::Arc;
 use std::time::Duration;
