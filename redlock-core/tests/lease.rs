@@ -502,3 +502,22 @@ async fn the_cancellation_token_is_cancelled_on_loss() {
     token.cancelled().await;
     assert!(!lease.signal().is_held());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_from_any_acquire_runs_work_the_same_way() {
+    let pools = warm_pools(3).await;
+    let m = mutex_on(&pools);
+    let run = async {
+        let deadline = Instant::now() + ms(500);
+        let lease = m.lock_until(deadline).await?.keep_alive()?;
+        lease
+            .run(|signal| async move {
+                sleep(ms(2500)).await;
+                signal.check(ms(100))
+            })
+            .await
+    };
+    let out: Result<Result<(), Error>, Error> = run.await;
+    out.expect("ran").expect("held throughout");
+    assert_none_hold(&pools);
+}

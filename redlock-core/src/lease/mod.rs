@@ -1,11 +1,11 @@
-//! Leases: a held lock that keeps itself alive, [`Lease`], the handle that tells the
-//! protected work when it is lost, [`LeaseSignal`], and [`Mutex::run`], which runs work
-//! under a lease and stops it on loss.
+//! Leases: a held lock that keeps itself alive, [`Lease`], and the handle that tells the
+//! protected work when it is lost, [`LeaseSignal`]. Running work under a lease is in
+//! `run`.
 
 mod renewer;
+mod run;
 mod signal;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
-use crate::mutex::Mutex;
 use crate::runtime;
 
 use renewer::{Command, Renewer};
@@ -23,7 +22,7 @@ pub use signal::{LeaseSignal, LeaseState};
 /// A held lock that keeps itself alive: one background task extends it before its
 /// validity runs low, until it is unlocked, detached or dropped, or lost.
 ///
-/// Get one from [`Mutex::lease`] or [`Guard::keep_alive`]; the work it protects watches
+/// Get one from [`Mutex::lease`](crate::Mutex::lease) or [`Guard::keep_alive`]; the work it protects watches
 /// [`Lease::signal`]. Renewals follow [`Guard::extend`] (refresh only where the key still
 /// holds our value, re-create only with [`Options::recreate_on_extend`]), start when about
 /// [`Options::renew_factor`] of the usable time is left, and are retried after the retry
@@ -203,6 +202,13 @@ impl<P: Pool> std::error::Error for KeepAliveError<P> {
     }
 }
 
+impl<P: Pool> From<KeepAliveError<P>> for Error {
+    /// The error; the guard is dropped, which releases the lock.
+    fn from(refused: KeepAliveError<P>) -> Self {
+        refused.into_error()
+    }
+}
+
 impl<P: Pool> Guard<P> {
     /// Turns the guard into a [`Lease`] that keeps itself alive, with the timing of the
     /// lock's options ([`Options::renew_factor`](crate::Options::renew_factor),
@@ -241,104 +247,8 @@ impl<P: Pool> Guard<P> {
 }
 
 /// What starting a lease needs: lease options that leave time to renew, and timers.
-fn lease_check(settings: &crate::settings::Settings) -> Result<std::time::Duration> {
+pub(crate) fn lease_check(settings: &crate::settings::Settings) -> Result<std::time::Duration> {
     let lead = settings.renew_lead()?;
     runtime::check()?;
     Ok(lead)
-}
-
-impl<P: Pool> Mutex<P> {
-    /// Acquires the lock as [`Mutex::lock`] does and keeps it alive, as
-    /// [`Guard::keep_alive`] does.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] when the options leave a lease no time to renew (checked before
-    /// anything is sent); otherwise as [`Mutex::lock`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Mutex::lock`].
-    pub async fn lease(&self) -> Result<Lease> {
-        lease_check(self.target().settings())?;
-        let guard = self.lock().await?;
-        guard.keep_alive().map_err(KeepAliveError::into_error)
-    }
-
-    /// Runs `work` under the lock: acquires it as [`Mutex::lease`] does, runs the future
-    /// `work` returns, and releases the lock when it ends, on every path.
-    ///
-    /// `work` gets the lease's [`LeaseSignal`], to check right before each side effect
-    /// ([`LeaseSignal::check`]) or hand to other tasks. The moment the lease is lost (at
-    /// the latest at its end: validity less [`Options::safety_margin`]), the future is
-    /// dropped, so it stops at its next `.await`, and this returns [`Error::Lost`] with the
-    /// reason. A future that blocks a thread cannot be stopped so: work that does must
-    /// watch the signal itself.
-    ///
-    /// The lock is released after the future is dropped or done: when it finishes, when
-    /// it is lost, when it panics (the panic goes on once the release is under way in the
-    /// background), and when this call is dropped. The work's output is returned even if
-    /// the release then fails: the work ran while the lease was held, and keys that were
-    /// not deleted expire by themselves.
-    ///
-    /// [`Options::safety_margin`]: crate::Options::safety_margin
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Lost`] when the lease was lost before the work finished; otherwise as
-    /// [`Mutex::lease`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future part-way drops the work and releases the lock in the
-    /// background.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use redlock_core::{Redlock, memory::MemoryPool};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redlock_core::Result<()> {
-    /// let redlock = Redlock::new(vec![MemoryPool::new(), MemoryPool::new(), MemoryPool::new()])?;
-    /// let rows = redlock
-    ///     .mutex("nightly-import")?
-    ///     .run(|lease| async move {
-    ///         // ... long work, checking before each write:
-    ///         lease.check(Duration::from_millis(100))?;
-    ///         Ok::<_, redlock_core::Error>(42)
-    ///     })
-    ///     .await??;
-    /// assert_eq!(rows, 42);
-    /// # Ok(()) }
-    /// ```
-    pub async fn run<F, Fut>(&self, work: F) -> Result<Fut::Output>
-    where
-        F: FnOnce(LeaseSignal) -> Fut,
-        Fut: Future,
-    {
-        let lease = self.lease().await?;
-        let signal = lease.signal().clone();
-        let outcome = {
-            let work = work(signal.clone());
-            tokio::select! {
-                biased;
-                reason = signal.lost() => Err(reason),
-                output = work => Ok(output),
-            }
-        };
-        // The work is dropped by now: the lock is released after it stopped.
-        let released = lease.unlock().await;
-        match outcome {
-            Ok(output) => {
-                // Reported by the signal's holders only; the work ran under the lease.
-                let _expire_by_themselves = released;
-                Ok(output)
-            }
-            Err(reason) => Err(Error::Lost {
-                lock: self.target().name().clone(),
-                reason,
-            }),
-        }
-    }
 }
