@@ -127,7 +127,12 @@ pub(crate) fn timed_out(timeout: Duration) -> Vote {
 fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
     match reply {
         Ok(Reply::Int(0)) => Vote::Absent,
-        Ok(Reply::Int(-1)) => Vote::Taken,
+        Ok(Reply::Int(-1)) => Vote::Taken(None),
+        // Another value holds the key for this many more milliseconds.
+        Ok(Reply::Int(held @ ..=-2)) => {
+            let ms = u64::try_from((-2_i64).saturating_sub(held)).unwrap_or(0);
+            Vote::Taken(Some(Duration::from_millis(ms)))
+        }
         Ok(Reply::Int(echo)) if echo == tag => Vote::Yes,
         // A connection out of step with its calls: retryable, and a new connection fixes
         // it if it goes on.
@@ -160,7 +165,14 @@ mod tests {
     fn only_the_calls_own_tag_is_a_yes() {
         assert!(matches!(read_vote(Ok(Reply::Int(31)), 31), Vote::Yes));
         assert!(matches!(read_vote(Ok(Reply::Int(0)), 31), Vote::Absent));
-        assert!(matches!(read_vote(Ok(Reply::Int(-1)), 31), Vote::Taken));
+        assert!(matches!(
+            read_vote(Ok(Reply::Int(-1)), 31),
+            Vote::Taken(None)
+        ));
+        let held = Some(Duration::from_millis(250));
+        assert!(matches!(read_vote(Ok(Reply::Int(-252)), 31), Vote::Taken(t) if t == held));
+        let now = Some(Duration::ZERO);
+        assert!(matches!(read_vote(Ok(Reply::Int(-2)), 31), Vote::Taken(t) if t == now));
         for stale in [30, 1] {
             let vote = read_vote(Ok(Reply::Int(stale)), 31);
             assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));

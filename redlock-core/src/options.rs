@@ -135,6 +135,10 @@ impl Options {
 
     /// The delay between attempts, uniformly random in `[min, max)`. Default: 50 ms to
     /// 250 ms. `min` must not exceed `max`; equal bounds give a fixed delay.
+    ///
+    /// Whatever the delay, when the nodes that refused said how long the other owner's
+    /// keys have left, the next attempt comes 1 ms after enough of them expire for a
+    /// quorum, if that is sooner: a waiter behind a crashed holder does not sleep past it.
     pub fn retry_delay(mut self, min: Duration, max: Duration) -> Self {
         self.retry_delay = RetryDelay::Uniform(min, max);
         self

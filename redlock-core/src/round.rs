@@ -21,6 +21,10 @@ use crate::settings::{Settings, Ttl};
 use crate::tally::{NodeSet, Subject, Tally};
 use crate::validity::validity;
 
+/// How long after a key's reported expiry a waiter retries: Redis counts whole
+/// milliseconds.
+const EXPIRY_SLACK: Duration = Duration::from_millis(1);
+
 /// One lock's nodes, name and settings. Cheap to clone.
 pub(crate) struct Target<P> {
     nodes: Arc<Nodes<P>>,
@@ -76,9 +80,9 @@ impl<P: Pool> Target<P> {
             return Err(self.deadline_exceeded(None));
         }
         for attempt in 1..=tries {
-            let error = match self.attempt(deadline).await {
+            let (error, frees_in) = match self.attempt(deadline).await {
                 Ok(held) => return Ok(held),
-                Err(error) => error,
+                Err(refused) => refused,
             };
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(self.deadline_exceeded(Some(error)));
@@ -86,7 +90,10 @@ impl<P: Pool> Target<P> {
             if attempt == tries || !error.is_retryable() {
                 return Err(error);
             }
+            // A holder's keys that expire before the delay is up free the lock then: a
+            // waiter behind a crashed holder retries as soon as it can win.
             let delay = self.retry_delay(attempt);
+            let delay = frees_in.map_or(delay, |frees_in| delay.min(frees_in + EXPIRY_SLACK));
             let wake = Instant::now().checked_add(delay);
             if deadline.is_some_and(|d| wake.is_none_or(|w| w >= d)) {
                 return Err(self.deadline_exceeded(Some(error)));
@@ -98,10 +105,11 @@ impl<P: Pool> Target<P> {
 
     /// One acquire round with a fresh value. On failure, every node that may hold the
     /// value has been released (or is being released in the background, when the
-    /// deadline leaves no time to wait).
-    async fn attempt(&self, deadline: Option<Instant>) -> Result<Held> {
+    /// deadline leaves no time to wait), and the error comes with how long until other
+    /// owners' keys free a quorum, when the nodes said.
+    async fn attempt(&self, deadline: Option<Instant>) -> Result<Held, (Error, Option<Duration>)> {
         let s = &*self.settings;
-        let value = self.new_value()?;
+        let value = self.new_value().map_err(|e| (e, None))?;
         let call = self.lock_call(&value, s.ttl.arg().clone(), LockMode::CreateOnly);
         let plan = self.plan(deadline);
         let start = Instant::now();
@@ -111,7 +119,7 @@ impl<P: Pool> Target<P> {
             Err(e) => {
                 // Nothing was sent.
                 round.armed = false;
-                return Err(e);
+                return Err((e, None));
             }
         };
         let elapsed = start.elapsed();
@@ -125,6 +133,7 @@ impl<P: Pool> Target<P> {
                 in_flight: pending.finish_in_background(None),
             });
         }
+        let frees_in = round.tally.frees_in();
         let error = if reached {
             self.validity_exhausted(Action::Acquire, elapsed, &s.ttl)
         } else {
@@ -137,7 +146,7 @@ impl<P: Pool> Target<P> {
         };
         let in_flight = pending.finish_in_background(Some(release.clone()));
         round.release(release, in_flight).await;
-        Err(error)
+        Err((error, frees_in))
     }
 
     /// Adopts a lock that another process acquired with the fixed value, by extending it.

@@ -53,7 +53,7 @@ impl Script {
 pub const LOCK: Script = Script {
     name: "lock",
     source: include_str!("lua/lock.lua"),
-    sha1: "243da4deac61083bcfd5cf494c8246680712e6b7",
+    sha1: "75f634870efd051259471ddb78170d09257292d8",
 };
 
 /// Deletes the key if it holds the value.
@@ -157,9 +157,9 @@ impl<'a> UnlockArgs<'a> {
 
 /// Every command the lock sends or its scripts call: all that a least-privilege ACL user
 /// needs, on the lock's keys (`ACL SETUSER locker on >PASSWORD ~PREFIX* resetchannels
-/// -@all +evalsha +eval +get +set +pexpire +del`). Redis checks a script's own calls
+/// -@all +evalsha +eval +get +set +pexpire +pttl +del`). Redis checks a script's own calls
 /// against the user too.
-pub const ACL_COMMANDS: &[&str] = &["evalsha", "eval", "get", "set", "pexpire", "del"];
+pub const ACL_COMMANDS: &[&str] = &["evalsha", "eval", "get", "set", "pexpire", "pttl", "del"];
 
 #[cfg(test)]
 mod tests {

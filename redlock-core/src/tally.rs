@@ -2,6 +2,7 @@
 //! votes of one round ([`Tally`]), which decides whether a quorum agreed and, if not, why.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::conn::ConnError;
 use crate::error::{Action, Error};
@@ -15,8 +16,8 @@ pub(crate) enum Vote {
     Yes,
     /// The key is absent.
     Absent,
-    /// Another value holds the key.
-    Taken,
+    /// Another value holds the key, for this much longer if the node said.
+    Taken(Option<Duration>),
     /// The node failed or timed out.
     Failed(ConnError),
 }
@@ -85,6 +86,10 @@ pub(crate) struct Tally {
     answered: NodeSet,
     yes: NodeSet,
     taken: NodeSet,
+    /// How much longer the key holds another value, on each taken node that said.
+    held_for: Vec<Duration>,
+    /// Whether a taken node did not say how long.
+    held_unknown: bool,
     errors: Vec<(usize, ConnError)>,
 }
 
@@ -96,6 +101,8 @@ impl Tally {
             answered: NodeSet::default(),
             yes: NodeSet::default(),
             taken: NodeSet::default(),
+            held_for: Vec::new(),
+            held_unknown: false,
             errors: Vec::new(),
         }
     }
@@ -106,7 +113,13 @@ impl Tally {
             Vote::Yes => self.yes.insert(node),
             // Counted as answered; nothing else decides on it.
             Vote::Absent => {}
-            Vote::Taken => self.taken.insert(node),
+            Vote::Taken(held_for) => {
+                self.taken.insert(node);
+                match held_for {
+                    Some(held_for) => self.held_for.push(held_for),
+                    None => self.held_unknown = true,
+                }
+            }
             Vote::Failed(error) => self.errors.push((node, error)),
         }
     }
@@ -119,6 +132,21 @@ impl Tally {
     /// The nodes that have answered (or failed).
     pub(crate) fn answered_nodes(&self) -> NodeSet {
         self.answered
+    }
+
+    /// How long until enough of the other owner's keys expire for a quorum of nodes to be
+    /// free, counting only the nodes that answered (a failed node is not free); `None` when
+    /// other owners were not what stood in the way, or a taken node did not say how long.
+    pub(crate) fn frees_in(&self) -> Option<Duration> {
+        if self.held_unknown {
+            return None;
+        }
+        let failed = self.errors.len();
+        let free = self.nodes.saturating_sub(self.taken.len() + failed);
+        let needed = self.quorum.checked_sub(free).filter(|&n| n > 0)?;
+        let mut held_for = self.held_for.clone();
+        held_for.sort_unstable();
+        held_for.get(needed - 1).copied()
     }
 
     /// The nodes whose key holds another value.
@@ -206,7 +234,7 @@ mod tests {
             let vote = match v % 4 {
                 0 => Vote::Yes,
                 1 => Vote::Absent,
-                2 => Vote::Taken,
+                2 => Vote::Taken(None),
                 _ => Vote::Failed(ConnError::new(ConnErrorKind::Connection, "down")),
             };
             t.add(i, vote);
@@ -288,6 +316,50 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn frees_in_is_when_a_quorum_of_keys_can_be_ours() {
+        let ms = Duration::from_millis;
+        let taken = |ttls: &[u64], free: usize, failed: usize| {
+            let mut t = Tally::new(
+                ttls.len() + free + failed,
+                majority(ttls.len() + free + failed),
+            );
+            let mut node = 0;
+            for &ttl in ttls {
+                t.add(node, Vote::Taken(Some(ms(ttl))));
+                node += 1;
+            }
+            for _ in 0..free {
+                t.add(node, Vote::Absent);
+                node += 1;
+            }
+            for _ in 0..failed {
+                t.add(
+                    node,
+                    Vote::Failed(ConnError::new(ConnErrorKind::Connection, "down")),
+                );
+                node += 1;
+            }
+            t.frees_in()
+        };
+        // 3 nodes all taken: two must expire; the second soonest decides.
+        assert_eq!(taken(&[300, 100, 200], 0, 0), Some(ms(200)));
+        // 5 nodes, 2 free: one more of the three taken must expire.
+        assert_eq!(taken(&[900, 400, 700], 2, 0), Some(ms(400)));
+        // A failed node is not free: 2 taken, 1 failed of 3: both keys must go.
+        assert_eq!(taken(&[50, 80], 0, 1), Some(ms(80)));
+        // Too many failed nodes: expiring keys cannot make a quorum.
+        assert_eq!(taken(&[50], 0, 2), None);
+        // Nothing taken stood in the way.
+        assert_eq!(taken(&[], 3, 0), None);
+        // A node that did not say how long: no estimate.
+        let mut t = Tally::new(3, 2);
+        t.add(0, Vote::Taken(Some(ms(10))));
+        t.add(1, Vote::Taken(None));
+        t.add(2, Vote::Absent);
+        assert_eq!(t.frees_in(), None);
+    }
+
     proptest! {
         #[test]
         fn decided_is_final(nodes in 1usize..=7, votes in proptest::collection::vec(0u8..4, 7)) {
@@ -295,7 +367,7 @@ mod tests {
             let mut t = Tally::new(nodes, quorum);
             let mut verdict = None;
             for (i, v) in votes[..nodes].iter().enumerate() {
-                t.add(i, if v % 4 == 0 { Vote::Yes } else { Vote::Taken });
+                t.add(i, if v % 4 == 0 { Vote::Yes } else { Vote::Taken(None) });
                 if t.decided() && verdict.is_none() {
                     verdict = Some(t.reached());
                 }

@@ -152,3 +152,28 @@ async fn default_values_are_random_and_distinct() {
     }
     assert_eq!(seen.len(), 20);
 }
+
+/// Behind a holder that never unlocks (say it crashed), a waiter retries when the holder's
+/// keys expire, not after its 30 s retry delay: the refusal says how long they have left.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_retries_when_the_holders_keys_expire() {
+    let pools = warm_pools(3).await;
+    // Different ttls per node: the lock frees when the second soonest expires.
+    pools[0].set(KEY, OTHER, ms(300));
+    pools[1].set(KEY, OTHER, ms(700));
+    pools[2].set(KEY, OTHER, ms(5_000));
+    let m = mutex(&pools, fast().retry_delay(ms(30_000), ms(30_000)));
+    let start = Instant::now();
+    let guard = m.lock().await.expect("acquired once the keys expired");
+    assert_eq!(
+        start.elapsed(),
+        ms(701),
+        "retried 1 ms after the quorum-th key expired"
+    );
+    assert_eq!(
+        values(&pools)[2].as_deref(),
+        Some(OTHER),
+        "the longest key is untouched"
+    );
+    guard.unlock().await.expect("unlock");
+}

@@ -3,14 +3,19 @@
 -- "2" create only (acquire: never take over a key that is already set).
 -- Returns the tag (a number from 1 to 2^53 - 1) when the key now holds ARGV[1] with the new
 -- ttl, so that a late reply to another call can never be read as this one's; 0 when absent
--- and not created; -1 when it may not be touched (another value holds it, or mode "2"
--- found it set).
+-- and not created; when it may not be touched (another value holds it, or mode "2" found it
+-- set), -2 - its remaining ttl in ms, so that a waiter knows when it frees, or -1 when the
+-- key has no ttl.
 local current = redis.call("GET", KEYS[1])
 if current == ARGV[1] and ARGV[3] ~= "2" then
     redis.call("PEXPIRE", KEYS[1], ARGV[2])
     return tonumber(ARGV[4])
 end
 if current then
+    local ttl = redis.call("PTTL", KEYS[1])
+    if ttl >= 0 then
+        return -2 - ttl
+    end
     return -1
 end
 if ARGV[3] == "0" then

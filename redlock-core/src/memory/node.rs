@@ -119,7 +119,7 @@ impl Node {
             && let Some(args) = LockArgs::parse(&args)
             && let Ok(ttl) = args.ttl_ms.parse::<u64>()
         {
-            return Ok(self.lock(key, args, now + Duration::from_millis(ttl)));
+            return Ok(self.lock(key, args, now, now + Duration::from_millis(ttl)));
         }
         let message = "ERR unknown script or arguments";
         Err(ConnError::new(ConnErrorKind::Command, message))
@@ -136,11 +136,19 @@ impl Node {
         }
     }
 
-    fn lock(&mut self, key: &str, args: LockArgs<'_>, until: Instant) -> Reply {
-        let current = self.data.get(key).map(|(v, _)| v.as_str());
-        let refresh = current == Some(args.value) && args.mode != LockMode::CreateOnly;
-        if current.is_some() && !refresh {
-            return Reply::Int(-1);
+    fn lock(&mut self, key: &str, args: LockArgs<'_>, now: Instant, until: Instant) -> Reply {
+        let current = self
+            .data
+            .get(key)
+            .map(|(v, expires)| (v.as_str(), *expires));
+        let refresh =
+            current.is_some_and(|(v, _)| v == args.value) && args.mode != LockMode::CreateOnly;
+        if let Some((_, expires)) = current
+            && !refresh
+        {
+            // As the script: -2 - the key's remaining ttl in milliseconds.
+            let left = expires.saturating_duration_since(now).as_millis();
+            return Reply::Int(-2 - i64::try_from(left).unwrap_or(i64::MAX - 2));
         }
         if current.is_none() && args.mode == LockMode::Refresh {
             return Reply::Int(0);

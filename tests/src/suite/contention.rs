@@ -91,3 +91,29 @@ impl<P: Pool> Contender<P> {
         history
     }
 }
+
+/// Behind a holder that never unlocks (it crashed), a waiter with a 30 s retry delay
+/// acquires once the holder's keys expire: the refusal says how long they have left, and
+/// the waiter retries then, not after its delay.
+pub async fn waiter_behind_a_crashed_holder_acquires_when_its_keys_expire<P: Pool>(
+    factory: &impl Factory<P>,
+) {
+    let options = Options::new()
+        .expiry(Duration::from_secs(5))
+        .timeout_factor(0.1)
+        .tries(3)
+        .retry_delay(Duration::from_secs(30), Duration::from_secs(30));
+    let c = Testbed::start(3, options, factory, "crashed_holder");
+    let name = c.key("lock");
+    c.cycle(&c.key("warm-up")).await;
+    for i in 0..3 {
+        c.fleet.set(i, &name, "crashed-holder", 1_500).expect("set");
+    }
+    // Generous, but far below the 30 s retry delay: a waiter that slept it would fail.
+    let waited = tokio::time::timeout(Duration::from_secs(15), c.redlock.lock(&name)).await;
+    let guard = waited
+        .expect("acquired long before the retry delay")
+        .expect("acquired once the keys expired");
+    assert_eq!(c.holders(&name, guard.value()), 3);
+    guard.unlock().await.expect("unlock");
+}

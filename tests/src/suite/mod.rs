@@ -201,6 +201,7 @@ macro_rules! conformance_tests {
             slow_reply_within_node_timeout_counts,
             fail_fast_locks_and_releases_every_node,
             contending_tasks_never_overlap,
+            waiter_behind_a_crashed_holder_acquires_when_its_keys_expire,
             bad_inputs_are_rejected_before_sending,
             repeating_value_generator_never_gives_two_holders,
             calls_to_one_node_keep_their_order,
