@@ -51,7 +51,8 @@
 //   (a held lock kept alive, its lost signal, and running work under it). Waiting for a
 //   release (`wait`) belongs here.
 // - Rounds: `round`, one lock's target and the rounds made on it (acquire attempt and
-//   retries, extend, unlock, cleanup, the value, the retry delay).
+//   retries, extend, unlock, the value, the retry delay), and `round::cleanup`, what a
+//   failed or dropped acquire round releases.
 // - Mechanics: `fan_out` (one call to every node under one timer), `call` (one script call
 //   and how a reply is read), `nodes` (a manager's nodes), `tally` (counting votes),
 //   `validity` (pure timing maths), `health` (replacing silent connections).

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::call::Call;
 use crate::conn::Pool;
 use crate::error::{Action, Error, Result};
-use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background, release_on};
+use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background};
 use crate::nodes::Nodes;
 use crate::options::{RetryDelay, ValueSource};
 use crate::runtime;
@@ -20,6 +20,10 @@ use crate::scripts::LockMode;
 use crate::settings::{Settings, Ttl};
 use crate::tally::{NodeSet, Subject, Tally};
 use crate::validity::validity;
+
+mod cleanup;
+
+use cleanup::Round;
 
 /// How long after a key's reported expiry a waiter retries: Redis counts whole
 /// milliseconds.
@@ -305,85 +309,6 @@ impl<P: Pool> Target<P> {
             action,
             elapsed,
             ttl: ttl.duration(),
-        }
-    }
-}
-
-/// One acquire round in progress. Dropped part-way (the acquire future was cancelled), it
-/// releases in the background every node that may hold its value.
-struct Round<'a, P: Pool> {
-    target: &'a Target<P>,
-    value: Arc<str>,
-    /// Whether the value is this attempt's alone, so that releasing it anywhere is safe.
-    unique: bool,
-    tally: Tally,
-    armed: bool,
-}
-
-impl<'a, P: Pool> Round<'a, P> {
-    fn new(target: &'a Target<P>, value: Arc<str>) -> Self {
-        let unique = target.settings.options.value.is_unique();
-        Self {
-            target,
-            value,
-            unique,
-            tally: target.tally(),
-            armed: true,
-        }
-    }
-
-    /// The nodes that may hold our value: with a unique value, every node that did not
-    /// answer "taken" (a timed-out `SET` may still land), or only those that answered so
-    /// far; with a value that might be another owner's, only the nodes that confirmed it.
-    fn ours(&self, unanswered_too: bool) -> NodeSet {
-        if !self.unique {
-            return self.tally.yes_nodes();
-        }
-        let asked = if unanswered_too {
-            self.target.all_nodes()
-        } else {
-            self.tally.answered_nodes()
-        };
-        asked.without(self.tally.taken_nodes())
-    }
-
-    /// Releases what the failed round may have set, before the next round: at once, and
-    /// never past the caller's deadline (what is left then goes on in the background).
-    /// The calls still in flight are released by `in_flight` as each one finishes.
-    async fn release(mut self, release: Release<P>, mut in_flight: InFlight) {
-        let ours = self.ours(false);
-        let deadline = release.plan.deadline;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            self.armed = false;
-            self.target.release_in_background(ours, None, &self.value);
-            return;
-        }
-        // Cancelled, or cut by the deadline, while this runs, the round is dropped still
-        // armed and releases in the background.
-        let releasing = release_on(ours, release.plan.everyone(), release.call);
-        if until(deadline, releasing).await.is_none() {
-            return;
-        }
-        self.armed = false;
-        // The next round's value is new, so no late release of this round can touch its
-        // keys; waiting keeps a late `SET` of this round from taking a node it needs.
-        until(deadline, finish(&mut in_flight)).await;
-    }
-}
-
-/// Runs `f` to its end, or until `deadline` when there is one; `None` when cut short.
-async fn until<F: std::future::Future>(deadline: Option<Instant>, f: F) -> Option<F::Output> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, f).await.ok(),
-        None => Some(f.await),
-    }
-}
-
-impl<P: Pool> Drop for Round<'_, P> {
-    fn drop(&mut self) {
-        if self.armed {
-            let ours = self.ours(true);
-            self.target.release_in_background(ours, None, &self.value);
         }
     }
 }
