@@ -14,7 +14,7 @@ use redlock_fred::fred;
 use redlock_fred::fred::interfaces::{ClientLike, LuaInterface};
 use redlock_redis_rs::redis;
 use redlock_redis_rs::redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redlock_redis_rs::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
+use redlock_redis_rs::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs, release_channel};
 use redlock_redis_rs::{Pool as _, RedisPool};
 
 use crate::measured::Cycle;
@@ -41,11 +41,13 @@ fn lock_args() -> [&'static str; 4] {
     .argv()
 }
 
-/// The unlock call's arguments.
-fn unlock_args() -> [&'static str; 2] {
+/// The unlock call's arguments: announced on the key's release channel, as the lock does
+/// by default.
+fn unlock_args(channel: &str) -> [&str; 3] {
     UnlockArgs {
         value: VALUE,
         tag: TAG,
+        channel,
     }
     .argv()
 }
@@ -103,7 +105,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Cycle for RedisFloor<C> 
         check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
             "unlock",
-            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args(&release_channel(key)))
+                .await,
         )
     }
 }
@@ -192,7 +195,8 @@ impl Cycle for FredFloor {
         check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
             "unlock",
-            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args(&release_channel(key)))
+                .await,
         )
     }
 }

@@ -25,8 +25,8 @@ fn next_tag() -> i64 {
 enum Op {
     /// Set or refresh it with this TTL (the script's argument), as `mode` allows.
     Lock { ttl_ms: Arc<str>, mode: LockMode },
-    /// Delete it if it holds our value.
-    Unlock,
+    /// Delete it if it holds our value, and announce that on `channel` if there is one.
+    Unlock { channel: Option<Arc<str>> },
 }
 
 /// One script call, the same for every node, with the nodes to send it to (so that a
@@ -51,9 +51,14 @@ impl<P: Pool> Call<P> {
         Self::new(nodes, key, value, Op::Lock { ttl_ms, mode })
     }
 
-    /// Deletes `key` on `nodes` if it holds `value`.
-    pub(crate) fn unlock(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>) -> Self {
-        Self::new(nodes, key, value, Op::Unlock)
+    /// Deletes `key` on `nodes` if it holds `value`, and publishes that on `channel`.
+    pub(crate) fn unlock(
+        nodes: Arc<Nodes<P>>,
+        key: Arc<str>,
+        value: Arc<str>,
+        channel: Option<Arc<str>>,
+    ) -> Self {
+        Self::new(nodes, key, value, Op::Unlock { channel })
     }
 
     fn new(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>, op: Op) -> Self {
@@ -92,9 +97,14 @@ impl<P: Pool> Call<P> {
                 };
                 run_script(&mut conn, &LOCK, &keys, &args.argv()).await
             }
-            Op::Unlock => {
-                let args = UnlockArgs { value, tag }.argv();
-                run_script(&mut conn, &UNLOCK, &keys, &args).await
+            Op::Unlock { channel } => {
+                let channel = channel.as_deref().unwrap_or_default();
+                let args = UnlockArgs {
+                    value,
+                    tag,
+                    channel,
+                };
+                run_script(&mut conn, &UNLOCK, &keys, &args.argv()).await
             }
         }
     }

@@ -91,6 +91,7 @@ pub struct Options {
     pub(crate) safety_margin: Duration,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) renew_factor: f64,
+    pub(crate) notify_release: bool,
 }
 
 impl Default for Options {
@@ -109,6 +110,7 @@ impl Default for Options {
             safety_margin: Duration::ZERO,
             max_hold: None,
             renew_factor: DEFAULT_RENEW_FACTOR,
+            notify_release: true,
         }
     }
 }
@@ -222,6 +224,16 @@ impl Options {
         self
     }
 
+    /// Announce each release on the lock's channel
+    /// ([`scripts::release_channel`](crate::scripts::release_channel): `PUBLISH
+    /// redlock:released:NAME NAME` from the release script), for waiters to retry at once.
+    /// Default: true. A server that denies the publish (an ACL user without the channel)
+    /// still releases; switch it off to spare the server the publish.
+    pub fn notify_release(mut self, yes: bool) -> Self {
+        self.notify_release = yes;
+        self
+    }
+
     /// For leases: how long before the end of its validity a lease counts as lost, so that
     /// work told of the loss has that long to stop before another owner can get the lock.
     /// Default: zero (a lease is lost no later than its validity deadline). The validity
@@ -318,6 +330,11 @@ impl Options {
         self.quorum
     }
 
+    /// The setting of [`Options::notify_release`].
+    pub fn get_notify_release(&self) -> bool {
+        self.notify_release
+    }
+
     /// The margin set by [`Options::safety_margin`].
     pub fn get_safety_margin(&self) -> Duration {
         self.safety_margin
@@ -356,6 +373,7 @@ impl fmt::Debug for Options {
             .field("safety_margin", &self.safety_margin)
             .field("max_hold", &self.max_hold)
             .field("renew_factor", &self.renew_factor)
+            .field("notify_release", &self.notify_release)
             .finish_non_exhaustive()
     }
 }

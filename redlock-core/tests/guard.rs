@@ -294,3 +294,36 @@ async fn redlock_try_lock_makes_one_attempt() {
     assert!(redlock.try_lock("").await.unwrap_err().is_config());
     guard.unlock().await.unwrap();
 }
+
+/// A release is announced on the lock's channel, on every node that deleted the key; a
+/// refused one announces nothing; `notify_release(false)` switches it off.
+#[tokio::test(start_paused = true)]
+async fn a_release_is_published_on_the_lock_channel() {
+    let pools = warm_pools(3).await;
+    let channel = redlock_core::scripts::release_channel(KEY);
+    assert_eq!(channel, format!("redlock:released:{KEY}"));
+    let before: Vec<usize> = pools.iter().map(|p| p.published().len()).collect();
+    mutex(&pools, fast())
+        .lock()
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    for (p, n) in pools.iter().zip(before.iter()) {
+        assert_eq!(p.published()[*n..], [channel.clone()]);
+    }
+
+    // Another owner's key: nothing deleted, nothing announced.
+    let guard = mutex(&pools, fast()).lock().await.unwrap();
+    occupy(&pools, ms(60_000));
+    assert!(guard.unlock().await.is_err());
+    let counts: Vec<usize> = pools.iter().map(|p| p.published().len()).collect();
+    assert_eq!(counts, vec![before[0] + 1; 3]);
+    pools.iter().for_each(|p| p.expire_now(KEY));
+
+    let quiet = mutex(&pools, fast().notify_release(false));
+    quiet.lock().await.unwrap().unlock().await.unwrap();
+    let after: Vec<usize> = pools.iter().map(|p| p.published().len()).collect();
+    assert_eq!(after, counts, "switched off");
+}

@@ -1,8 +1,14 @@
--- redlock-rs unlock: KEYS[1] key, ARGV[1] value, ARGV[2] tag.
+-- redlock-rs unlock: KEYS[1] key, ARGV[1] value, ARGV[2] tag, ARGV[3] the channel to
+-- announce the release on, or "" for none.
 -- Returns the tag (a number) when deleted, 0 when absent, -1 when another value holds it.
 local current = redis.call("GET", KEYS[1])
 if current == ARGV[1] then
     redis.call("DEL", KEYS[1])
+    if ARGV[3] ~= "" then
+        -- A hint for waiters only: a server that denies it (an ACL without the channel)
+        -- must not fail the release.
+        redis.pcall("PUBLISH", ARGV[3], KEYS[1])
+    end
     return tonumber(ARGV[2])
 end
 if current then

@@ -179,6 +179,12 @@ impl MemoryPool {
         self.node().data.insert(key.to_owned(), entry);
     }
 
+    /// The channels the node's releases were published on, in order (the release script's
+    /// `PUBLISH`).
+    pub fn published(&self) -> Vec<String> {
+        self.node().published.clone()
+    }
+
     /// How many script calls reached the node (EVALSHA and EVAL alike).
     pub fn calls(&self) -> u64 {
         self.node().calls

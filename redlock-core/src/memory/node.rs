@@ -64,6 +64,8 @@ pub(super) struct Node {
     pub(super) queueing: bool,
     pub(super) queued: Vec<Command>,
     pub(super) calls: u64,
+    /// The channels releases were published on, in order.
+    pub(super) published: Vec<String>,
 }
 
 impl Node {
@@ -130,6 +132,9 @@ impl Node {
             None => Reply::Int(0),
             Some(v) if v == args.value => {
                 self.data.remove(key);
+                if !args.channel.is_empty() {
+                    self.published.push(args.channel.to_owned());
+                }
                 echo(args.tag)
             }
             Some(_) => Reply::Int(-1),

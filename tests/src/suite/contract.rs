@@ -78,7 +78,18 @@ async fn unlock_script<P: Pool>(
     value: &str,
     tag: &str,
 ) -> Result<Reply, ConnError> {
-    call(pool, &UNLOCK, key, &UnlockArgs { value, tag }.argv()).await
+    call(
+        pool,
+        &UNLOCK,
+        key,
+        &UnlockArgs {
+            value,
+            tag,
+            channel: "",
+        }
+        .argv(),
+    )
+    .await
 }
 
 /// Polls `f` once, which sends its call; its output if that already finished it.

@@ -30,6 +30,7 @@ mod contract;
 mod credentials;
 mod lease;
 mod outages;
+mod release;
 
 pub use basic::*;
 pub use contention::*;
@@ -37,6 +38,7 @@ pub use contract::*;
 pub use credentials::*;
 pub use lease::*;
 pub use outages::*;
+pub use release::*;
 
 use std::time::Duration;
 
@@ -216,6 +218,8 @@ macro_rules! conformance_tests {
             takeover_is_reported_as_taken,
             unlocked_lease_renews_nothing,
             run_under_lock_releases_and_stops_on_loss,
+            release_is_published_on_the_lock_channel,
+            release_succeeds_where_publishing_is_denied,
         );
     };
 }
