@@ -311,7 +311,7 @@ async fn a_release_is_published_on_the_lock_channel() {
         .await
         .unwrap();
     for (p, n) in pools.iter().zip(before.iter()) {
-        assert_eq!(p.published()[*n..], [channel.clone()]);
+        assert_eq!(p.published()[*n..], *std::slice::from_ref(&channel));
     }
 
     // Another owner's key: nothing deleted, nothing announced.
