@@ -346,11 +346,14 @@ pub enum LostReason {
     Released,
     /// The maximum hold time ([`Options::max_hold`](crate::Options::max_hold)) was reached.
     MaxHold,
+    /// The lease's task ended without its holder ending the lease: the tokio runtime it
+    /// ran on shut down (or the task panicked). Nothing renews the lock any more.
+    Abandoned,
 }
 
 impl LostReason {
-    /// The reason in one word: `expired`, `taken`, `gone`, `renewal_failed`, `released`
-    /// or `max_hold`.
+    /// The reason in one word: `expired`, `taken`, `gone`, `renewal_failed`, `released`,
+    /// `max_hold` or `abandoned`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Expired => "expired",
@@ -359,6 +362,7 @@ impl LostReason {
             Self::RenewalFailed(_) => "renewal_failed",
             Self::Released => "released",
             Self::MaxHold => "max_hold",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -366,7 +370,7 @@ impl LostReason {
     pub fn error(&self) -> Option<&Error> {
         match self {
             Self::Taken(e) | Self::Gone(e) | Self::RenewalFailed(e) => Some(e),
-            Self::Expired | Self::Released | Self::MaxHold => None,
+            Self::Expired | Self::Released | Self::MaxHold | Self::Abandoned => None,
         }
     }
 }
@@ -380,6 +384,7 @@ impl fmt::Display for LostReason {
             Self::RenewalFailed(_) => "renewals failed until no time was left for another",
             Self::Released => "released by its holder",
             Self::MaxHold => "the maximum hold time was reached",
+            Self::Abandoned => "its renewals stopped with the runtime they ran on",
         })
     }
 }

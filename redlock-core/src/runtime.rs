@@ -17,12 +17,22 @@ use crate::error::{Error, Result};
 /// says what to do), and a build with `panic = "abort"` aborts here, as it would at the
 /// lock's first timer anyway.
 pub(crate) fn sleep(duration: Duration) -> Result<Sleep> {
+    in_runtime()?;
     std::panic::catch_unwind(|| tokio::time::sleep(duration)).map_err(|_| no_timers())
 }
 
 /// A timer until `deadline`; fails as [`sleep`] does.
 pub(crate) fn sleep_until(deadline: Instant) -> Result<Sleep> {
+    in_runtime()?;
     std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)).map_err(|_| no_timers())
+}
+
+/// Fails outside a tokio runtime without making a timer, so that no panic message is
+/// printed for that case; only a runtime without a time driver costs one.
+fn in_runtime() -> Result<()> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| no_timers())
 }
 
 /// Fails with [`Error::Config`] where [`sleep`] would: for paths that make their first

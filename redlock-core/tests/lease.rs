@@ -228,24 +228,29 @@ impl Conn for TrackedConn {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn manual_and_automatic_extends_never_run_at_once() {
-    let pools = warm_pools(3).await;
+/// The nodes of `pools`, each counting the calls running on it, and a lock over them.
+#[allow(clippy::expect_used)] // A test helper: a failure is the test's.
+fn tracked(pools: &[MemoryPool], options: Options) -> (Vec<Tracked>, Mutex<Tracked>) {
     let tracked: Vec<Tracked> = pools
         .iter()
-        .map(|p| {
-            p.set_latency(ms(40));
-            Tracked {
-                inner: p.clone(),
-                running: Arc::default(),
-                most: Arc::default(),
-            }
+        .map(|p| Tracked {
+            inner: p.clone(),
+            running: Arc::default(),
+            most: Arc::default(),
         })
         .collect();
-    let m = Redlock::with_options(tracked.clone(), fast())
+    let m = Redlock::with_options(tracked.clone(), options)
         .expect("options")
         .mutex(KEY)
         .expect("name");
+    (tracked, m)
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_and_automatic_extends_never_run_at_once() {
+    let pools = warm_pools(3).await;
+    pools.iter().for_each(|p| p.set_latency(ms(40)));
+    let (tracked, m) = tracked(&pools, fast());
     let lease = m.lease().await.expect("lease");
     for i in 0..40u64 {
         // Every few milliseconds: some land inside an automatic renewal.
@@ -265,11 +270,18 @@ async fn manual_and_automatic_extends_never_run_at_once() {
 
 /// Starts a renewal whose `SET` lands 30 ms after it is sent, then lets later commands
 /// arrive at once: a release that did not wait for the renewal would be overtaken by it.
-async fn renewal_in_flight(pools: &[MemoryPool], lease: &redlock_core::Lease) {
-    let next = until(lease.signal().state()) - LEAD;
-    tokio::time::sleep_until(next - ms(1)).await;
+/// Returns once the renewal is in flight (its start is random within its window).
+async fn renewal_in_flight(pools: &[MemoryPool], nodes: &[Tracked], lease: &redlock_core::Lease) {
+    let end = until(lease.signal().state());
+    tokio::time::sleep_until(end - LEAD - LEAD / 8 - ms(1)).await;
     pools.iter().for_each(|p| p.set_request_latency(ms(30)));
-    sleep(ms(2)).await;
+    while nodes.iter().all(|t| t.running.load(Ordering::SeqCst) == 0) {
+        assert!(
+            Instant::now() <= end - LEAD + ms(1),
+            "no renewal in its window"
+        );
+        sleep(ms(1)).await;
+    }
     pools
         .iter()
         .for_each(|p| p.set_request_latency(Duration::ZERO));
@@ -283,8 +295,9 @@ fn recreating() -> Options {
 #[tokio::test(start_paused = true)]
 async fn unlock_waits_for_a_renewal_in_flight() {
     let pools = warm_pools(3).await;
-    let lease = mutex(&pools, recreating()).lease().await.expect("lease");
-    renewal_in_flight(&pools, &lease).await;
+    let (nodes, m) = tracked(&pools, recreating());
+    let lease = m.lease().await.expect("lease");
+    renewal_in_flight(&pools, &nodes, &lease).await;
     lease.unlock().await.expect("unlock");
     sleep(ms(200)).await;
     assert_none_hold(&pools);
@@ -293,9 +306,10 @@ async fn unlock_waits_for_a_renewal_in_flight() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_lease_releases_after_the_renewal_in_flight() {
     let pools = warm_pools(3).await;
-    let lease = mutex(&pools, recreating()).lease().await.expect("lease");
+    let (nodes, m) = tracked(&pools, recreating());
+    let lease = m.lease().await.expect("lease");
     let signal = lease.signal().clone();
-    renewal_in_flight(&pools, &lease).await;
+    renewal_in_flight(&pools, &nodes, &lease).await;
     drop(lease);
     sleep(ms(200)).await;
     assert_none_hold(&pools);
@@ -305,9 +319,10 @@ async fn dropping_the_lease_releases_after_the_renewal_in_flight() {
 #[tokio::test(start_paused = true)]
 async fn detach_waits_for_the_renewal_and_hands_back_the_value() {
     let pools = warm_pools(3).await;
-    let lease = mutex(&pools, recreating()).lease().await.expect("lease");
+    let (nodes, m) = tracked(&pools, recreating());
+    let lease = m.lease().await.expect("lease");
     let signal = lease.signal().clone();
-    renewal_in_flight(&pools, &lease).await;
+    renewal_in_flight(&pools, &nodes, &lease).await;
     let value = lease.detach().await.expect("value");
     assert!(matches!(signal.lost().await, LostReason::Released));
     let calls_then = calls(&pools);
@@ -520,4 +535,54 @@ async fn a_lease_from_any_acquire_runs_work_the_same_way() {
     let out: Result<Result<(), Error>, Error> = run.await;
     out.expect("ran").expect("held throughout");
     assert_none_hold(&pools);
+}
+
+/// A lease whose end passed before its task first ran (a guard kept alive too late, or a
+/// task not polled in time) is recorded as lost at once: its token is cancelled and its
+/// task sends nothing and sleeps, instead of spinning on a renewal that is long due.
+#[cfg(feature = "tokio-util")]
+#[tokio::test(start_paused = true)]
+async fn a_lease_past_its_end_is_recorded_lost_and_renews_nothing() {
+    let pools = warm_pools(3).await;
+    let guard = mutex_on(&pools).lock().await.expect("lock");
+    tokio::time::sleep_until(guard.valid_until() + ms(10)).await;
+    let lease = guard.keep_alive().expect("keep alive");
+    let token = lease.signal().cancellation_token();
+    let cancelled = tokio::time::timeout(ms(1000), token.cancelled()).await;
+    assert!(cancelled.is_ok(), "the token must be cancelled");
+    assert!(matches!(lease.signal().lost().await, LostReason::Expired));
+    let sent = calls(&pools);
+    sleep(ms(5_000)).await;
+    assert_eq!(calls(&pools), sent, "nothing renewed after the end");
+    drop(lease);
+}
+
+/// A lease whose runtime shuts down is recorded as abandoned: the signal, held by another
+/// runtime's task, does not keep reading held while nothing renews the lock.
+#[test]
+fn a_lease_whose_runtime_shuts_down_reads_abandoned() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pools = pools(3);
+    let (lease, signal) = runtime.block_on(async {
+        let lease = mutex_on(&pools).lease().await.expect("lease");
+        let signal = lease.signal().clone();
+        (lease, signal)
+    });
+    assert!(signal.is_held());
+    drop(runtime);
+    let state = signal.state();
+    assert!(
+        matches!(
+            state,
+            LeaseState::Lost {
+                reason: LostReason::Abandoned,
+                ..
+            }
+        ),
+        "{state:?}"
+    );
+    drop(lease);
 }

@@ -45,6 +45,15 @@ pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
                 "{shown:?} is not one sentinel's URL"
             )));
         };
+        if parsed.username.is_some() || parsed.password.is_some() || asks_for_tls(url) {
+            // They would reach neither the master nor, without fred's `sentinel-auth`,
+            // the Sentinels: refused rather than dropped.
+            return Err(Error::Config(format!(
+                "sentinel url {shown:?} carries credentials or TLS, which from_sentinel \
+                 cannot pass on to the master yet: build a fred client with a Sentinel \
+                 config and use FredPool::new"
+            )));
+        }
         hosts.push((server.host.to_string(), server.port));
     }
     if hosts.is_empty() {

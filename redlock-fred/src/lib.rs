@@ -120,7 +120,9 @@ impl FredPool {
     /// A node reached through `client`, which the caller connects (`connect` or `init`).
     ///
     /// Give the client a [`ReconnectPolicy`] so that a restarted node is used again, and
-    /// keep blocking commands (`BLPOP`) off it: they would hold up the lock's calls.
+    /// keep blocking commands (`BLPOP`) off it: they would hold up the lock's calls. Leave
+    /// its `default_command_timeout` unset or above the lock's per-node timeout: a shorter
+    /// one would cut the lock's calls short.
     ///
     /// # Errors
     ///
@@ -174,8 +176,9 @@ impl FredPool {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given, or outside a tokio
-    /// runtime.
+    /// [`Error::Config`] when a URL is malformed or none is given, carries credentials or
+    /// asks for TLS (which this constructor cannot pass on to the master yet), or outside
+    /// a tokio runtime.
     pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         in_runtime()?;
         let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();

@@ -31,10 +31,15 @@ impl SentinelConnection {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given.
+    /// [`Error::Config`] when a URL is malformed or none is given, or when one carries
+    /// credentials or asks for TLS: they would reach the Sentinels only, not the master,
+    /// so they are refused rather than dropped.
     pub fn new<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
         let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
+        for url in &urls {
+            plain_sentinel(url)?;
+        }
         // A `String`: the parameter's type differs between redis 1.x releases.
         let client = SentinelClient::build(
             urls,
@@ -62,11 +67,30 @@ impl SentinelConnection {
     }
 
     async fn master(&self) -> RedisResult<MultiplexedConnection> {
-        if let Some(conn) = self.cached() {
+        if let Some(conn) = self.shared.cached() {
             return Ok(conn);
         }
-        let mut sentinel = self.shared.sentinel.lock().await;
-        // Another call may have looked it up while this one waited.
+        // In a task of its own: the lock cuts this call short at its per-node timeout,
+        // and a lookup cut short every time would never finish; the task goes on and
+        // leaves the connection for the next call.
+        let shared = self.shared.clone();
+        match tokio::spawn(async move { shared.look_up().await }).await {
+            Ok(found) => found,
+            Err(e) => Err(redis::RedisError::from(std::io::Error::other(e))),
+        }
+    }
+}
+
+impl Shared {
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        let master = self.master.read();
+        master.unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Asks the Sentinels for the master and connects to it, unless another lookup just
+    /// did.
+    async fn look_up(&self) -> RedisResult<MultiplexedConnection> {
+        let mut sentinel = self.sentinel.lock().await;
         if let Some(conn) = self.cached() {
             return Ok(conn);
         }
@@ -75,18 +99,29 @@ impl SentinelConnection {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(None);
         let conn = sentinel.get_async_connection_with_config(&config).await?;
-        *self
-            .shared
-            .master
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        *self.master.write().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
         Ok(conn)
     }
+}
 
-    fn cached(&self) -> Option<MultiplexedConnection> {
-        let master = self.shared.master.read();
-        master.unwrap_or_else(PoisonError::into_inner).clone()
+/// Refuses a Sentinel URL with credentials or TLS, which this constructor cannot pass on
+/// to the master.
+fn plain_sentinel(url: &str) -> Result<()> {
+    use redis::IntoConnectionInfo;
+    let shown = redact_url(url);
+    let info = url
+        .into_connection_info()
+        .map_err(|e| Error::Config(format!("invalid sentinel url {shown:?}: {e}")))?;
+    let settings = info.redis_settings();
+    let secured = settings.username().is_some() || settings.password().is_some();
+    if secured || matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(Error::Config(format!(
+            "sentinel url {shown:?} carries credentials or TLS, which from_sentinel cannot \
+             pass on to the master yet: build a redis::sentinel::SentinelClient with \
+             SentinelNodeConnectionInfo and use RedisPool::from_connection"
+        )));
     }
+    Ok(())
 }
 
 impl ConnectionLike for SentinelConnection {
@@ -123,7 +158,8 @@ impl RedisPool<SentinelConnection> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given.
+    /// [`Error::Config`] when a URL is malformed or none is given, or carries credentials
+    /// or asks for TLS (which this constructor cannot pass on to the master yet).
     pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         let conn = SentinelConnection::new(sentinels, service)?;
         let forgetting = conn.clone();

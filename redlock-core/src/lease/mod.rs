@@ -115,7 +115,7 @@ impl Lease {
     /// Stops the renewals, waits for one in flight, then releases the lock on every node
     /// and reports how that went, as [`Guard::unlock`] does. The signal reads
     /// [`LostReason::Released`](crate::LostReason::Released) from the moment the renewals
-    /// stop.
+    /// stop, unless the lease was lost before.
     ///
     /// # Errors
     ///

@@ -42,6 +42,9 @@ enum Step {
 /// The lease's task: it owns the guard, so a renewal, a manual extend and the release can
 /// never run at once, and a release always comes after the last renewal's calls are done.
 pub(crate) struct Renewer<P: Pool> {
+    /// Declared first, so that it is dropped first: the signal reads lost before the
+    /// guard's own drop releases the lock.
+    _abandon: Abandon,
     guard: Guard<P>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
@@ -62,6 +65,7 @@ impl<P: Pool> Renewer<P> {
         lead: Duration,
     ) -> Self {
         let mut renewer = Self {
+            _abandon: Abandon(shared.clone()),
             guard,
             shared,
             commands,
@@ -76,6 +80,7 @@ impl<P: Pool> Renewer<P> {
     /// Runs until the holder unlocks, detaches or drops the lease.
     pub(crate) async fn run(mut self) {
         loop {
+            self.record_the_end();
             match self.next_step().await {
                 Step::Renew => {
                     // The outcome is recorded where it matters: in the signal (a loss) and
@@ -116,6 +121,15 @@ impl<P: Pool> Renewer<P> {
         }
     }
 
+    /// Records the loss of a lease whose end has passed unseen (the task was not polled in
+    /// time, or started late), so that its token is cancelled and no renewal stays due.
+    fn record_the_end(&mut self) {
+        if self.end().is_none() {
+            self.shared.lose(LostReason::Expired);
+            self.next = None;
+        }
+    }
+
     async fn next_step(&mut self) -> Step {
         let end = self.end();
         let renew = self.next;
@@ -132,6 +146,7 @@ impl<P: Pool> Renewer<P> {
     /// awaited, so that none is in flight when the lease is released.
     async fn renew(&mut self) -> Result<()> {
         let Some(end) = self.end() else {
+            self.record_the_end();
             return Err(self.lost_error());
         };
         let result = {
@@ -153,7 +168,9 @@ impl<P: Pool> Renewer<P> {
                 Ok(())
             }
             Ok(()) => {
-                self.next = None;
+                // Refused: the lease had ended (or was lost) by the time the renewal
+                // finished.
+                self.record_the_end();
                 Err(self.lost_error())
             }
             Err(error) => self.failed(error),
@@ -210,9 +227,18 @@ impl<P: Pool> Renewer<P> {
             return None;
         }
         let end = self.end()?;
-        let spread = self.lead / JITTER_SHARE;
+        // At most half the time until the renewal is due, so that a lead close to the
+        // whole validity (a renew factor near 1) cannot make it due at once.
+        let due_in = end
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(self.lead);
+        let spread = (self.lead / JITTER_SHARE).min(due_in / 2);
         let jitter = spread.mul_f64(rand::random::<f64>());
-        Some(end.checked_sub(self.lead + jitter).unwrap_or(end))
+        // An instant before the clock's origin: renew now.
+        Some(
+            end.checked_sub(self.lead + jitter)
+                .unwrap_or_else(Instant::now),
+        )
     }
 
     /// When the lease ends; `None` once it is lost.
@@ -233,5 +259,16 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Records the lease as abandoned when the task ends without its holder ending it (its
+/// runtime shut down, or it panicked): nothing renews the lock any more. A no-op after a
+/// loss was recorded, as at every normal end.
+struct Abandon(Arc<Shared>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.lose(LostReason::Abandoned);
     }
 }

@@ -73,7 +73,9 @@ impl Shared {
     /// then.
     pub(crate) fn end(&self, valid_until: Instant) -> (Instant, LostReason) {
         // An instant cannot precede the clock's origin; such a margin ends the lease now.
-        let end = valid_until.checked_sub(self.margin).unwrap_or(valid_until);
+        let end = valid_until
+            .checked_sub(self.margin)
+            .unwrap_or_else(Instant::now);
         match self.max_until {
             Some(max) if max <= end => (max, LostReason::MaxHold),
             _ => (end, LostReason::Expired),

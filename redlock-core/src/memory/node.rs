@@ -153,7 +153,7 @@ impl Node {
         {
             // As the script: -2 - the key's remaining ttl in milliseconds.
             let left = expires.saturating_duration_since(now).as_millis();
-            return Reply::Int(-2 - i64::try_from(left).unwrap_or(i64::MAX - 2));
+            return Reply::Int((-2_i64).saturating_sub(i64::try_from(left).unwrap_or(i64::MAX)));
         }
         if current.is_none() && args.mode == LockMode::Refresh {
             return Reply::Int(0);

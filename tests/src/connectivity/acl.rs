@@ -106,8 +106,8 @@ pub async fn password_only_url_locks<P: Pool>(factory: &impl Factory<P>) {
     guard.unlock().await.expect("unlock");
 }
 
-/// A user without the script commands is refused at once (one attempt, not every try) as
-/// a permission failure, and no output shows the password.
+/// A user without the script commands is refused as a failure that retrying cannot fix
+/// (so `lock` stops after one attempt), and no output shows the password.
 pub async fn missing_permission_fails_at_once_and_says_so<P: Pool>(factory: &impl Factory<P>) {
     let fleet = start(3);
     add_user(&fleet, "*", &["get"]);

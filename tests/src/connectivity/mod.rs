@@ -75,6 +75,7 @@ macro_rules! sentinel_tests {
     ($factory:expr $(,)?) => {
         $crate::__connectivity_tests!(sentinel: $factory;
             sentinel_failover_moves_locking_to_the_new_master,
+            sentinel_urls_with_credentials_or_tls_are_refused,
         );
     };
 }

@@ -96,3 +96,21 @@ pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
     }
     assert_eq!(fleet.get(new, &format!("{name}:held")).expect("get"), None);
 }
+
+/// Sentinel URLs with credentials or TLS are refused with a clear error (never shown with
+/// the password), rather than their credentials dropped on the way to the master.
+pub async fn sentinel_urls_with_credentials_or_tls_are_refused<P: Pool>(
+    factory: &impl SentinelFactory<P>,
+) {
+    for url in [
+        "redis://user:sentinel-pw@127.0.0.1:1/",
+        "redis://:sentinel-pw@127.0.0.1:1/",
+        "rediss://127.0.0.1:1/",
+    ] {
+        let Err(err) = factory(&[url.to_owned()], SERVICE) else {
+            panic!("{url} must be refused");
+        };
+        assert!(err.is_config(), "{url}: {err}");
+        assert!(!crate::printed(&err).contains("sentinel-pw"), "{err}");
+    }
+}
