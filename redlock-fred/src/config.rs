@@ -33,9 +33,11 @@ pub(crate) fn config(url: &str, tls: Option<&Tls>) -> Result<Config> {
     Ok(config)
 }
 
-/// A config for the master of the Sentinel-managed group `service`, found through the
+/// A config for the master of the Sentinel-managed group `service` (its name, or
+/// `redis://[user:password@]NAME[/db]` to log in to the master), found through the
 /// Sentinels at `sentinels` (`redis://host:port/` URLs).
 pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
+    let master = master_of(service)?;
     let mut hosts = Vec::with_capacity(sentinels.len());
     for url in sentinels {
         let shown = redact_url(url);
@@ -50,8 +52,8 @@ pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
             // the Sentinels: refused rather than dropped.
             return Err(Error::Config(format!(
                 "sentinel url {shown:?} carries credentials or TLS, which from_sentinel \
-                 cannot pass on to the master yet: build a fred client with a Sentinel \
-                 config and use FredPool::new"
+                 cannot pass on to the master: put the master's credentials in the service \
+                 (redis://user:password@NAME/)"
             )));
         }
         hosts.push((server.host.to_string(), server.port));
@@ -60,8 +62,52 @@ pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
         return Err(Error::Config("no sentinel given".into()));
     }
     Ok(Config {
-        server: ServerConfig::new_sentinel(hosts, service),
+        server: ServerConfig::new_sentinel(hosts, master.name),
+        username: master.username,
+        password: master.password,
+        database: master.database,
         ..Config::default()
+    })
+}
+
+/// A Sentinel group's name, and how to log in to its master.
+struct Master {
+    name: String,
+    username: Option<String>,
+    password: Option<String>,
+    database: Option<u8>,
+}
+
+/// The group's name and master credentials from `service`: a plain name, or
+/// `redis://[user:password@]NAME[/db]`.
+fn master_of(service: &str) -> Result<Master> {
+    if !service.contains("://") {
+        let name = service.to_owned();
+        let (username, password, database) = (None, None, None);
+        return Ok(Master {
+            name,
+            username,
+            password,
+            database,
+        });
+    }
+    let shown = redact_url(service);
+    if asks_for_tls(service) {
+        return Err(Error::Config(format!(
+            "{shown:?}: TLS to a Sentinel-managed master is not supported yet"
+        )));
+    }
+    let parsed = config(service, None)?;
+    let ServerConfig::Centralized { server } = parsed.server else {
+        return Err(Error::Config(format!(
+            "{shown:?} must name the Sentinel group as its host"
+        )));
+    };
+    Ok(Master {
+        name: server.host.to_string(),
+        username: parsed.username,
+        password: parsed.password,
+        database: parsed.database,
     })
 }
 

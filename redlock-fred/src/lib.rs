@@ -165,8 +165,9 @@ impl FredPool {
         Self::from_config(config::config(url, Some(tls))?)
     }
 
-    /// A node that is the master of the Sentinel-managed group `service`, found through
-    /// the Sentinels at `sentinels` (`redis://host:port/` URLs), built as
+    /// A node that is the master of the Sentinel-managed group `service` (its name, or
+    /// `redis://[user:password@]NAME[/db]` to log in to the master), found through the
+    /// Sentinels at `sentinels` (`redis://host:port/` URLs), built as
     /// [`FredPool::from_url`] builds a node.
     ///
     /// fred follows a failover by itself when its connection breaks; when the demoted
@@ -176,9 +177,10 @@ impl FredPool {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given, carries credentials or
-    /// asks for TLS (which this constructor cannot pass on to the master yet), or outside
-    /// a tokio runtime.
+    /// [`Error::Config`] when a URL is malformed or none is given, when a Sentinel URL
+    /// carries credentials or asks for TLS (they would not reach the master), when
+    /// `service` asks for TLS to the master (not supported yet), or outside a tokio
+    /// runtime.
     pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         in_runtime()?;
         let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();

@@ -6,12 +6,16 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use redlock_core::{Error, Result, redact_url};
+use redis::io::tcp::TcpSettings;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture,
+    RedisResult, Value,
+};
+use redlock_core::{Error, Result, is_tls_url, redact_url};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::RedisPool;
+use crate::{RedisPool, tcp_settings};
 
 /// The connection to a Sentinel-managed master: cheap to clone, clones share it. The
 /// master is looked up on the first call and after [`SentinelConnection::forget`].
@@ -26,28 +30,24 @@ struct Shared {
 }
 
 impl SentinelConnection {
-    /// Calls to the master of `service` that the Sentinels at `sentinels` (`redis://host:port/`
-    /// URLs) report. Nothing is sent yet.
+    /// Calls to the master that the Sentinels at `sentinels` (`redis://host:port/` URLs)
+    /// report for `service`: the group's name, or `redis://[user:password@]NAME[/db]` to
+    /// log in to the master (and select a database). Nothing is sent yet.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given, or when one carries
-    /// credentials or asks for TLS: they would reach the Sentinels only, not the master,
-    /// so they are refused rather than dropped.
+    /// [`Error::Config`] when a URL is malformed or none is given, when a Sentinel URL
+    /// carries credentials or asks for TLS (they would reach the Sentinels only), or when
+    /// `service` asks for TLS to the master, which is not supported yet.
     pub fn new<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         let urls: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
         let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
         for url in &urls {
             plain_sentinel(url)?;
         }
-        // A `String`: the parameter's type differs between redis 1.x releases.
-        let client = SentinelClient::build(
-            urls,
-            String::from(service),
-            None,
-            SentinelServerType::Master,
-        )
-        .map_err(|e| Error::Config(format!("invalid sentinels {shown:?}: {e}")))?;
+        let (service, master) = master_of(service)?;
+        let client = SentinelClient::build(urls, service, Some(master), SentinelServerType::Master)
+            .map_err(|e| Error::Config(format!("invalid sentinels {shown:?}: {e}")))?;
         let shared = Shared {
             sentinel: AsyncMutex::new(client),
             master: RwLock::new(None),
@@ -104,6 +104,33 @@ impl Shared {
     }
 }
 
+/// The group's name and how to reach its master, from `service`: a plain name, or
+/// `redis://[user:password@]NAME[/db]`. The master's connections get the driver's TCP
+/// settings.
+fn master_of(service: &str) -> Result<(String, SentinelNodeConnectionInfo)> {
+    let node = SentinelNodeConnectionInfo::default()
+        .set_tcp_settings(tcp_settings(&TcpSettings::default()));
+    if !service.contains("://") {
+        return Ok((service.to_owned(), node));
+    }
+    let shown = redact_url(service);
+    if is_tls_url(service) {
+        return Err(Error::Config(format!(
+            "{shown:?}: TLS to a Sentinel-managed master is not supported yet"
+        )));
+    }
+    let info = service
+        .into_connection_info()
+        .map_err(|e| Error::Config(format!("invalid master url {shown:?}: {e}")))?;
+    let ConnectionAddr::Tcp(name, _) = info.addr() else {
+        return Err(Error::Config(format!(
+            "{shown:?} must name the Sentinel group as its host"
+        )));
+    };
+    let node = node.set_redis_connection_info(info.redis_settings().clone());
+    Ok((name.clone(), node))
+}
+
 /// Refuses a Sentinel URL with credentials or TLS, which this constructor cannot pass on
 /// to the master.
 fn plain_sentinel(url: &str) -> Result<()> {
@@ -117,8 +144,8 @@ fn plain_sentinel(url: &str) -> Result<()> {
     if secured || matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
         return Err(Error::Config(format!(
             "sentinel url {shown:?} carries credentials or TLS, which from_sentinel cannot \
-             pass on to the master yet: build a redis::sentinel::SentinelClient with \
-             SentinelNodeConnectionInfo and use RedisPool::from_connection"
+             pass on to the master: put the master's credentials in the service \
+             (redis://user:password@NAME/)"
         )));
     }
     Ok(())
@@ -147,9 +174,9 @@ impl ConnectionLike for SentinelConnection {
 }
 
 impl RedisPool<SentinelConnection> {
-    /// A node that is the master of the Sentinel-managed group `service`, found through
-    /// the Sentinels at `sentinels` (`redis://host:port/` URLs). Needs the `sentinel`
-    /// feature.
+    /// A node that is the master of the Sentinel-managed group `service` (its name, or
+    /// `redis://[user:password@]NAME[/db]` to log in to the master), found through the
+    /// Sentinels at `sentinels` (`redis://host:port/` URLs). Needs the `sentinel` feature.
     ///
     /// The master is looked up on the first call, and again whenever the lock replaces
     /// the connection: at once when the node answers `READONLY` (a failover demoted it),
@@ -158,8 +185,7 @@ impl RedisPool<SentinelConnection> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a URL is malformed or none is given, or carries credentials
-    /// or asks for TLS (which this constructor cannot pass on to the master yet).
+    /// As [`SentinelConnection::new`].
     pub fn from_sentinel<S: AsRef<str>>(sentinels: &[S], service: &str) -> Result<Self> {
         let conn = SentinelConnection::new(sentinels, service)?;
         let forgetting = conn.clone();
@@ -167,6 +193,7 @@ impl RedisPool<SentinelConnection> {
             forgetting.forget();
             Some(forgetting.clone())
         });
-        Ok(Self::build(conn, Some(rebuild)).with_address(format!("sentinel service {service}")))
+        let (name, _) = master_of(service)?;
+        Ok(Self::build(conn, Some(rebuild)).with_address(format!("sentinel service {name}")))
     }
 }

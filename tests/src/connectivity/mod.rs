@@ -76,6 +76,7 @@ macro_rules! sentinel_tests {
         $crate::__connectivity_tests!(sentinel: $factory;
             sentinel_failover_moves_locking_to_the_new_master,
             sentinel_urls_with_credentials_or_tls_are_refused,
+            sentinel_master_credentials_are_used,
         );
     };
 }

@@ -97,8 +97,8 @@ pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
     assert_eq!(fleet.get(new, &format!("{name}:held")).expect("get"), None);
 }
 
-/// Sentinel URLs with credentials or TLS are refused with a clear error (never shown with
-/// the password), rather than their credentials dropped on the way to the master.
+/// Sentinel URLs with credentials or TLS, and a service asking for TLS to the master, are
+/// refused with a clear error (never shown with the password), rather than dropped.
 pub async fn sentinel_urls_with_credentials_or_tls_are_refused<P: Pool>(
     factory: &impl SentinelFactory<P>,
 ) {
@@ -113,4 +113,72 @@ pub async fn sentinel_urls_with_credentials_or_tls_are_refused<P: Pool>(
         assert!(err.is_config(), "{url}: {err}");
         assert!(!crate::printed(&err).contains("sentinel-pw"), "{err}");
     }
+    // TLS to the master is not supported yet: refused, not silently plain.
+    let plain = ["redis://127.0.0.1:1/".to_owned()];
+    let Err(err) = factory(&plain, "rediss://locker:master-pw@group/") else {
+        panic!("TLS to the master must be refused");
+    };
+    assert!(
+        err.is_config() && !crate::printed(&err).contains("master-pw"),
+        "{err}"
+    );
+}
+
+/// The master's credentials go in the service (`redis://user:password@NAME/`): with them
+/// the lock runs its scripts as that user, where the default user may not; without them,
+/// or with a wrong password, it is refused, and the password shows nowhere.
+pub async fn sentinel_master_credentials_are_used<P: Pool>(factory: &impl SentinelFactory<P>) {
+    const PASSWORD: &str = "master-s3cret";
+    let (fleet, sentinels) = start();
+    // ACL changes are not replicated: every data node gets them. The default user (which
+    // the replicas and Sentinels use) keeps all but the scripts.
+    for i in 0..fleet.len() {
+        let mut locker = redis::cmd("ACL");
+        locker
+            .arg("SETUSER")
+            .arg("locker")
+            .arg("on")
+            .arg(format!(">{PASSWORD}"));
+        locker.arg("~*").arg("&*").arg("+@all");
+        fleet.query::<()>(i, &locker).expect("acl setuser locker");
+        let mut default = redis::cmd("ACL");
+        default
+            .arg("SETUSER")
+            .arg("default")
+            .arg("-eval")
+            .arg("-evalsha");
+        fleet.query::<()>(i, &default).expect("acl setuser default");
+    }
+    let urls: Vec<String> = sentinels
+        .addresses()
+        .iter()
+        .map(|a| format!("redis://{a}/"))
+        .collect();
+    let lock_with = |service: &str| {
+        let pool = factory(&urls, service).expect("a pool over the sentinels");
+        Redlock::with_options(vec![pool], options()).expect("options")
+    };
+    let name = unique_prefix("sentinel_auth");
+
+    let master = format!("redis://locker:{PASSWORD}@{SERVICE}/");
+    let guard = lock_with(&master)
+        .lock(&name)
+        .await
+        .expect("lock as the master's user");
+    let on_master = fleet.get(0, &name).expect("get");
+    assert_eq!(on_master.as_deref(), Some(guard.value()));
+    guard.unlock().await.expect("unlock");
+
+    let refused = lock_with(SERVICE)
+        .lock(&name)
+        .await
+        .expect_err("default user");
+    assert!(!refused.is_retryable(), "{refused}");
+    let wrong = format!("redis://locker:not-the-{PASSWORD}@{SERVICE}/");
+    let refused = lock_with(&wrong)
+        .lock(&name)
+        .await
+        .expect_err("wrong password");
+    let text = crate::printed(&refused);
+    assert!(!text.contains(PASSWORD), "{text}");
 }
