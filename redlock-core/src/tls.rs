@@ -70,16 +70,17 @@ impl fmt::Debug for Tls {
     }
 }
 
-/// The URL schemes that ask for TLS.
-const TLS_SCHEMES: [&str; 2] = ["rediss://", "valkeys://"];
+/// The schemes that ask for TLS, alone or as the base of a variant (`rediss-cluster://`,
+/// `valkeys-sentinel://`).
+const TLS_SCHEMES: [&str; 2] = ["rediss", "valkeys"];
 
-/// Whether `url` asks for TLS (`rediss://`, `valkeys://`): drivers built without a TLS
-/// feature refuse such a URL, naming the feature.
+/// Whether `url` asks for TLS: its scheme is `rediss` or `valkeys`, or a variant of either
+/// (`rediss-cluster://`, `rediss-sentinel://`). Drivers built without a TLS feature refuse
+/// such a URL, naming the feature.
 pub fn is_tls_url(url: &str) -> bool {
-    TLS_SCHEMES.iter().any(|scheme| {
-        url.get(..scheme.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
-    })
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let base = scheme.split_once('-').map_or(scheme, |(base, _)| base);
+    TLS_SCHEMES.iter().any(|tls| base.eq_ignore_ascii_case(tls))
 }
 
 #[cfg(test)]
@@ -91,6 +92,9 @@ mod tests {
         assert!(is_tls_url("rediss://h:1/"));
         assert!(is_tls_url("REDISS://h/"));
         assert!(is_tls_url("valkeys://h/"));
+        assert!(is_tls_url("rediss-cluster://h:1/"));
+        assert!(is_tls_url("VALKEYS-sentinel://h:1/"));
+        assert!(!is_tls_url("redis-cluster://h:1/"));
         assert!(!is_tls_url("redis://h/"));
         assert!(!is_tls_url("rediss"));
         assert!(!is_tls_url("unix:///tmp/r.sock"));

@@ -3,7 +3,7 @@
 //! Clusters.
 
 use fred::types::config::{ClusterDiscoveryPolicy, Config, ServerConfig};
-use redlock_core::{Error, Result, Tls, redact_url};
+use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
 
 /// Whether this build speaks TLS at all.
 const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
@@ -12,12 +12,12 @@ const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-t
 pub(crate) fn config(url: &str, tls: Option<&Tls>) -> Result<Config> {
     check_scheme(url)?;
     let shown = redact_url(url);
-    if tls.is_some() && !asks_for_tls(url) {
+    if tls.is_some() && !is_tls_url(url) {
         return Err(Error::Config(format!(
             "TLS material was given for {shown:?}: use a rediss:// URL"
         )));
     }
-    if asks_for_tls(url) {
+    if is_tls_url(url) {
         install_crypto_provider();
     }
     let mut config = Config::from_url(url)
@@ -47,7 +47,7 @@ pub(crate) fn sentinel(sentinels: &[&str], service: &str) -> Result<Config> {
                 "{shown:?} is not one sentinel's URL"
             )));
         };
-        if parsed.username.is_some() || parsed.password.is_some() || asks_for_tls(url) {
+        if parsed.username.is_some() || parsed.password.is_some() || is_tls_url(url) {
             // They would reach neither the master nor, without fred's `sentinel-auth`,
             // the Sentinels: refused rather than dropped.
             return Err(Error::Config(format!(
@@ -92,7 +92,7 @@ fn master_of(service: &str) -> Result<Master> {
         });
     }
     let shown = redact_url(service);
-    if asks_for_tls(service) {
+    if is_tls_url(service) {
         return Err(Error::Config(format!(
             "{shown:?}: TLS to a Sentinel-managed master is not supported yet"
         )));
@@ -126,11 +126,11 @@ pub(crate) fn cluster(urls: &[&str]) -> Result<Config> {
         };
         hosts.push(server.clone());
         match &first {
-            None => first = Some((node, asks_for_tls(url))),
+            None => first = Some((node, is_tls_url(url))),
             Some((seed, seed_tls))
                 if seed.username != node.username
                     || seed.password != node.password
-                    || *seed_tls != asks_for_tls(url) =>
+                    || *seed_tls != is_tls_url(url) =>
             {
                 return Err(Error::Config(format!(
                     "the cluster's seeds disagree on credentials or TLS, at {:?}",
@@ -150,14 +150,6 @@ pub(crate) fn cluster(urls: &[&str]) -> Result<Config> {
     Ok(config)
 }
 
-/// Whether `url` asks for TLS: `rediss://`, `valkeys://`, and their Sentinel and Cluster
-/// forms (`rediss-cluster://`).
-fn asks_for_tls(url: &str) -> bool {
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    let base = scheme.split_once('-').map_or(scheme, |(base, _)| base);
-    base.eq_ignore_ascii_case("rediss") || base.eq_ignore_ascii_case("valkeys")
-}
-
 /// A centralized node, a Sentinel-managed master or a Redis Cluster; TLS only in a build
 /// that has it.
 fn check_scheme(url: &str) -> Result<()> {
@@ -172,7 +164,7 @@ fn check_scheme(url: &str) -> Result<()> {
             "unsupported url scheme {scheme:?} in {shown:?}: use redis://host:port/"
         )));
     }
-    if asks_for_tls(url) && !TLS_BUILT {
+    if is_tls_url(url) && !TLS_BUILT {
         return Err(Error::Config(format!(
             "{shown:?} asks for TLS, which this build lacks: enable the `tls-rustls` (or \
              `tls-native-tls`) feature of redlock-fred"

@@ -148,13 +148,8 @@ impl Lease {
 
     /// The error for a lease whose task is gone.
     fn ended(&self) -> Error {
-        match self.signal.check(std::time::Duration::ZERO) {
-            Err(error) => error,
-            Ok(()) => Error::Lost {
-                lock: self.signal.name().into(),
-                reason: crate::error::LostReason::Released,
-            },
-        }
+        // A task that ended without its holder recorded the loss (`Abandoned`) as it went.
+        self.signal.lost_error()
     }
 }
 

@@ -230,6 +230,11 @@ impl LeaseSignal {
         }
     }
 
+    /// The error for a lease that is lost, with the reason it was lost for.
+    pub(crate) fn lost_error(&self) -> Error {
+        self.shared.lost_error()
+    }
+
     /// Waits until the lease is lost, and says why. Returns at once if it already is.
     ///
     /// # Cancel safety
