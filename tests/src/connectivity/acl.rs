@@ -2,9 +2,9 @@
 //! locks, a password-only URL locks, and a missing permission is a clear, immediate error
 //! that never shows the password.
 
-use std::time::Duration;
+use redlock_core::{ConnErrorKind, Pool, Redlock};
 
-use redlock_core::{ConnErrorKind, Options, Pool, Redlock};
+use super::options;
 
 use crate::Factory;
 use crate::fleet::{Fleet, unique_prefix};
@@ -14,14 +14,6 @@ use redlock_core::scripts::ACL_COMMANDS;
 
 /// The password every test here uses; it must never show anywhere.
 const SECRET: &str = "acl-s3cret-pw";
-
-fn options() -> Options {
-    Options::new()
-        .expiry(Duration::from_secs(5))
-        .timeout_factor(0.2)
-        .tries(3)
-        .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
-}
 
 fn start(n: usize) -> Fleet {
     Fleet::start(n).unwrap_or_else(|e| panic!("cannot start {n} redis-server(s): {e}"))
@@ -51,7 +43,7 @@ fn manager_as<P: Pool>(fleet: &Fleet, user: &str, factory: &impl Factory<P>) -> 
             factory(&url).unwrap_or_else(|e| panic!("factory failed: {e}"))
         })
         .collect();
-    Redlock::with_options(pools, options()).expect("options")
+    Redlock::with_options(pools, options(3)).expect("options")
 }
 
 /// A user allowed only [`ACL_COMMANDS`](redlock_core::scripts::ACL_COMMANDS) on the lock's keys locks, extends and unlocks,

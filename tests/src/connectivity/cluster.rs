@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use redlock_core::{BoxPool, Options, Pool, PoolExt, Redlock};
+use redlock_core::{BoxPool, Pool, PoolExt, Redlock};
 
-use super::ClusterFactory;
+use super::{ClusterFactory, options};
 use crate::Factory;
 use crate::fleet::{Fleet, unique_prefix};
 
@@ -16,14 +16,6 @@ use crate::fleet::{Fleet, unique_prefix};
 const MASTERS: usize = 3;
 /// Generous: a hang must turn into a failure, never pass.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn options() -> Options {
-    Options::new()
-        .expiry(Duration::from_secs(5))
-        .timeout_factor(0.2)
-        .tries(3)
-        .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
-}
 
 /// A 3-master cluster, two plain servers, and the lock whose node 0 is the cluster.
 struct Setup {
@@ -43,7 +35,7 @@ fn setup<P: Pool, Q: Pool>(
     for url in plain.urls() {
         pools.push(factory(&url).expect("plain node").boxed());
     }
-    let redlock = Redlock::with_options(pools, options()).expect("options");
+    let redlock = Redlock::with_options(pools, options(3)).expect("options");
     for i in 0..MASTERS {
         cluster.reset_stats(i).expect("reset stats");
     }
@@ -235,7 +227,7 @@ pub async fn cluster_down_at_build_time_is_a_failed_vote_until_it_is_back<P: Poo
         cluster.kill(i).expect("kill");
     }
     let pool = cluster_factory(&cluster.urls()).expect("building never needs the cluster");
-    let redlock = Redlock::with_options(vec![pool], options()).expect("options");
+    let redlock = Redlock::with_options(vec![pool], options(3)).expect("options");
     let name = unique_prefix("cluster_down");
     let refused = tokio::time::timeout(PATIENCE, redlock.lock(&name))
         .await

@@ -35,6 +35,20 @@ pub use cluster::*;
 pub use sentinel::*;
 pub use tls::*;
 
+/// Options for the connectivity behaviours: a 5 s expiry with a 1 s per-node timeout
+/// (a TLS handshake or a cluster's first connection on a loaded machine fits in it), quick
+/// retries, and `tries` attempts.
+pub(crate) fn options(tries: u32) -> redlock_core::Options {
+    redlock_core::Options::new()
+        .expiry(std::time::Duration::from_secs(5))
+        .timeout_factor(0.2)
+        .tries(tries)
+        .retry_delay(
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_millis(15),
+        )
+}
+
 /// Builds one node's pool from a `rediss://` URL and TLS material: a driver's
 /// `from_url_with_tls`.
 pub trait TlsFactory<P>: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P> {}

@@ -49,11 +49,7 @@ pub async fn sentinel_failover_moves_locking_to_the_new_master<P: Pool>(
     factory: &impl SentinelFactory<P>,
 ) {
     let (fleet, sentinels) = start();
-    let urls: Vec<String> = sentinels
-        .addresses()
-        .iter()
-        .map(|a| format!("redis://{a}/"))
-        .collect();
+    let urls = sentinels.urls();
     let pool = factory(&urls, sentinels.service()).expect("a pool over the sentinels");
     let redlock = Redlock::with_options(vec![pool], options()).expect("options");
     let name = unique_prefix("sentinel");
@@ -149,11 +145,7 @@ pub async fn sentinel_master_credentials_are_used<P: Pool>(factory: &impl Sentin
             .arg("-evalsha");
         fleet.query::<()>(i, &default).expect("acl setuser default");
     }
-    let urls: Vec<String> = sentinels
-        .addresses()
-        .iter()
-        .map(|a| format!("redis://{a}/"))
-        .collect();
+    let urls = sentinels.urls();
     let lock_with = |service: &str| {
         let pool = factory(&urls, service).expect("a pool over the sentinels");
         Redlock::with_options(vec![pool], options()).expect("options")

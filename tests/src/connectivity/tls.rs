@@ -3,23 +3,15 @@
 
 use std::time::Duration;
 
-use redlock_core::{Options, Pool, Redlock, Tls};
+use redlock_core::{Pool, Redlock, Tls};
 
-use super::TlsFactory;
+use super::{TlsFactory, options};
 use crate::Factory;
 use crate::fleet::{Fleet, TlsMaterial, unique_prefix};
 use crate::printed;
 
 /// Generous: a hang must turn into a failure, never pass.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn options() -> Options {
-    Options::new()
-        .expiry(Duration::from_secs(5))
-        .timeout_factor(0.2)
-        .tries(2)
-        .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
-}
 
 fn material(fleet: &Fleet) -> &TlsMaterial {
     fleet.tls_material().expect("a TLS fleet")
@@ -36,7 +28,7 @@ fn over_tls<P: Pool>(fleet: &Fleet, tls: &Tls, factory: &impl TlsFactory<P>) -> 
             factory(&url, tls).unwrap_or_else(|e| panic!("factory failed for {url}: {e}"))
         })
         .collect();
-    Redlock::with_options(pools, options()).expect("options")
+    Redlock::with_options(pools, options(2)).expect("options")
 }
 
 fn start(n: usize, client_certs: bool) -> Fleet {
@@ -131,7 +123,7 @@ pub async fn rediss_url_trusts_the_system_roots<P: Pool>(factory: &impl Factory<
     let fleet = start(1, false);
     let url = fleet.tls_url(0).expect("tls url");
     let pool = factory(&url).expect("a rediss:// URL");
-    let redlock = Redlock::with_options(vec![pool], options()).expect("options");
+    let redlock = Redlock::with_options(vec![pool], options(2)).expect("options");
     let refused = tokio::time::timeout(PATIENCE, redlock.lock(&unique_prefix("system_roots")))
         .await
         .expect("no hang")

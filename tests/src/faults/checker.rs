@@ -212,10 +212,12 @@ pub fn holdings(history: &[Entry], names: usize) -> Vec<Vec<Holding>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn entry(client: usize, base: Instant, ms: u64, op: Op) -> Entry {
+    /// A history entry of `client` on name 0, `ms` after `base`; the other checkers' tests
+    /// build their histories with it too.
+    pub(in crate::faults) fn entry(client: usize, base: Instant, ms: u64, op: Op) -> Entry {
         let at = base + Duration::from_millis(ms);
         Entry {
             client,

@@ -76,16 +76,7 @@ pub(super) fn figures(history: &[Entry]) -> LeaseFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(client: usize, base: Instant, ms: u64, op: Op) -> Entry {
-        let at = base + Duration::from_millis(ms);
-        Entry {
-            client,
-            name: 0,
-            at,
-            op,
-        }
-    }
+    use crate::faults::checker::tests::entry;
 
     fn wrote(base: Instant, window_ms: Option<u64>) -> Op {
         let window = window_ms.map(|ms| base + Duration::from_millis(ms));

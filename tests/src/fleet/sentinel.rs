@@ -68,9 +68,12 @@ impl Fleet {
 }
 
 impl Sentinels {
-    /// The Sentinels' addresses, `127.0.0.1:PORT`.
-    pub fn addresses(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("{HOST}:{p}")).collect()
+    /// The Sentinels' URLs, `redis://127.0.0.1:PORT/`.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://{HOST}:{p}/"))
+            .collect()
     }
 
     /// The master group's name.

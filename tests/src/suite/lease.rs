@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redlock_core::{Error, Instant, LeaseState, LostReason, Options, Pool};
+use redlock_core::{Error, Instant, Lease, LeaseState, LostReason, Options, Pool};
 
 use super::{Factory, Testbed, quick};
 
@@ -19,6 +19,12 @@ const EXPIRY: Duration = Duration::from_secs(1);
 /// How long a test waits for a signal that must come within one expiry.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// A lease on `name` through the testbed's lock manager.
+async fn lease_on<P: Pool>(c: &Testbed<P>, name: &str) -> Lease {
+    let mutex = c.redlock.mutex(name).expect("name");
+    mutex.lease().await.expect("lease")
+}
+
 fn held_until(state: LeaseState) -> Instant {
     match state {
         LeaseState::Held { until } => until,
@@ -31,13 +37,7 @@ fn held_until(state: LeaseState) -> Instant {
 pub async fn lease_outlives_five_expiries_and_stays_exclusive<P: Pool>(factory: &impl Factory<P>) {
     let c = Testbed::start(3, leased(), factory, "lease_outlives");
     let name = c.key("lock");
-    let lease = c
-        .redlock
-        .mutex(&name)
-        .expect("name")
-        .lease()
-        .await
-        .expect("lease");
+    let lease = lease_on(&c, &name).await;
     let signal = lease.signal().clone();
     let first = held_until(signal.state());
     let end = Instant::now() + EXPIRY * 5;
@@ -72,13 +72,7 @@ pub async fn majority_killed_under_a_lease_fires_before_the_deadline<P: Pool>(
 ) {
     let mut c = Testbed::start(3, leased(), factory, "lease_majority_killed");
     let name = c.key("lock");
-    let lease = c
-        .redlock
-        .mutex(&name)
-        .expect("name")
-        .lease()
-        .await
-        .expect("lease");
+    let lease = lease_on(&c, &name).await;
     c.fleet.kill(0).expect("kill");
     c.fleet.kill(1).expect("kill");
     // No renewal can succeed from here on: this is the last deadline.
@@ -107,13 +101,7 @@ pub async fn majority_killed_under_a_lease_fires_before_the_deadline<P: Pool>(
 pub async fn takeover_is_reported_as_taken<P: Pool>(factory: &impl Factory<P>) {
     let c = Testbed::start(3, leased(), factory, "lease_takeover");
     let name = c.key("lock");
-    let lease = c
-        .redlock
-        .mutex(&name)
-        .expect("name")
-        .lease()
-        .await
-        .expect("lease");
+    let lease = lease_on(&c, &name).await;
     for i in 0..3 {
         c.fleet.set(i, &name, "new-owner", 60_000).expect("set");
     }
@@ -139,13 +127,7 @@ pub async fn unlocked_lease_renews_nothing<P: Pool>(factory: &impl Factory<P>) {
         "lease_unlocked",
     );
     let name = c.key("lock");
-    let lease = c
-        .redlock
-        .mutex(&name)
-        .expect("name")
-        .lease()
-        .await
-        .expect("lease");
+    let lease = lease_on(&c, &name).await;
     let first = held_until(lease.signal().state());
     // Past the first renewal, so that renewals are scheduled.
     tokio::time::sleep(EXPIRY).await;
