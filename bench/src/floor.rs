@@ -14,7 +14,9 @@ use redlock_fred::fred;
 use redlock_fred::fred::interfaces::{ClientLike, LuaInterface};
 use redlock_redis_rs::redis;
 use redlock_redis_rs::redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redlock_redis_rs::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs, release_channel};
+use redlock_redis_rs::scripts::{
+    LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs,
+};
 use redlock_redis_rs::{Pool as _, RedisPool};
 
 use crate::measured::Cycle;
@@ -43,11 +45,11 @@ fn lock_args() -> [&'static str; 4] {
 
 /// The unlock call's arguments: announced on the key's release channel, as the lock does
 /// by default.
-fn unlock_args(channel: &str) -> [&str; 3] {
+fn unlock_args() -> [&'static str; 3] {
     UnlockArgs {
         value: VALUE,
         tag: TAG,
-        channel,
+        channel_prefix: RELEASE_CHANNEL_PREFIX,
     }
     .argv()
 }
@@ -105,8 +107,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Cycle for RedisFloor<C> 
         check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
             "unlock",
-            self.fan_out(UNLOCK.sha1(), key, &unlock_args(&release_channel(key)))
-                .await,
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
         )
     }
 }
@@ -195,8 +196,7 @@ impl Cycle for FredFloor {
         check("lock", self.fan_out(LOCK.sha1(), key, &lock_args()).await)?;
         check(
             "unlock",
-            self.fan_out(UNLOCK.sha1(), key, &unlock_args(&release_channel(key)))
-                .await,
+            self.fan_out(UNLOCK.sha1(), key, &unlock_args()).await,
         )
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
 use crate::nodes::Nodes;
-use crate::scripts::{LOCK, LockArgs, LockMode, UNLOCK, UnlockArgs};
+use crate::scripts::{LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs};
 use crate::tally::Vote;
 
 /// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
@@ -25,8 +25,9 @@ fn next_tag() -> i64 {
 enum Op {
     /// Set or refresh it with this TTL (the script's argument), as `mode` allows.
     Lock { ttl_ms: Arc<str>, mode: LockMode },
-    /// Delete it if it holds our value, and announce that on `channel` if there is one.
-    Unlock { channel: Option<Arc<str>> },
+    /// Delete it if it holds our value, and announce that on its release channel if
+    /// `notify`.
+    Unlock { notify: bool },
 }
 
 /// One script call, the same for every node, with the nodes to send it to (so that a
@@ -51,14 +52,15 @@ impl<P: Pool> Call<P> {
         Self::new(nodes, key, value, Op::Lock { ttl_ms, mode })
     }
 
-    /// Deletes `key` on `nodes` if it holds `value`, and publishes that on `channel`.
+    /// Deletes `key` on `nodes` if it holds `value`, and publishes that on the key's
+    /// release channel if `notify`.
     pub(crate) fn unlock(
         nodes: Arc<Nodes<P>>,
         key: Arc<str>,
         value: Arc<str>,
-        channel: Option<Arc<str>>,
+        notify: bool,
     ) -> Self {
-        Self::new(nodes, key, value, Op::Unlock { channel })
+        Self::new(nodes, key, value, Op::Unlock { notify })
     }
 
     fn new(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>, op: Op) -> Self {
@@ -97,12 +99,12 @@ impl<P: Pool> Call<P> {
                 };
                 run_script(&mut conn, &LOCK, &keys, &args.argv()).await
             }
-            Op::Unlock { channel } => {
-                let channel = channel.as_deref().unwrap_or_default();
+            Op::Unlock { notify } => {
+                let channel_prefix = if *notify { RELEASE_CHANNEL_PREFIX } else { "" };
                 let args = UnlockArgs {
                     value,
                     tag,
-                    channel,
+                    channel_prefix,
                 };
                 run_script(&mut conn, &UNLOCK, &keys, &args.argv()).await
             }

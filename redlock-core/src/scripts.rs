@@ -63,7 +63,7 @@ pub const LOCK: Script = Script {
 pub const UNLOCK: Script = Script {
     name: "unlock",
     source: include_str!("lua/unlock.lua"),
-    sha1: "93d17dc36501bfa96faf57c8a16922e52cd0bd21",
+    sha1: "74c31e824b5bf547bd406d0c13b86f5a5f0f83a1",
 };
 
 /// What [`LOCK`] may do to the key: its mode argument.
@@ -138,25 +138,26 @@ pub struct UnlockArgs<'a> {
     pub value: &'a str,
     /// The call's tag (a decimal number from 1 to 2^53 - 1), returned on success.
     pub tag: &'a str,
-    /// The channel the release is published on ([`release_channel`]), or `""` for none.
-    pub channel: &'a str,
+    /// What goes before the key to make the channel the release is published on
+    /// ([`RELEASE_CHANNEL_PREFIX`], as in [`release_channel`]), or `""` for none.
+    pub channel_prefix: &'a str,
 }
 
 impl<'a> UnlockArgs<'a> {
     /// The arguments in the order the script reads them.
     pub fn argv(&self) -> [&'a str; 3] {
-        [self.value, self.tag, self.channel]
+        [self.value, self.tag, self.channel_prefix]
     }
 
     /// Reads arguments laid out by [`UnlockArgs::argv`].
     pub fn parse(argv: &[&'a str]) -> Option<Self> {
-        let [value, tag, channel] = argv else {
+        let [value, tag, channel_prefix] = argv else {
             return None;
         };
         Some(Self {
             value,
             tag,
-            channel,
+            channel_prefix,
         })
     }
 }
@@ -236,7 +237,7 @@ mod tests {
         let unlock = UnlockArgs {
             value: "v",
             tag: "t",
-            channel: "c",
+            channel_prefix: "c",
         };
         assert_eq!(UnlockArgs::parse(&unlock.argv()), Some(unlock));
         assert_eq!(UnlockArgs::parse(&["v", "t"]), None);

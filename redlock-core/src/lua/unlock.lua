@@ -1,5 +1,6 @@
--- redlock-rs unlock: KEYS[1] key, ARGV[1] value, ARGV[2] tag, ARGV[3] the channel to
--- announce the release on, or "" for none.
+-- redlock-rs unlock: KEYS[1] key, ARGV[1] value, ARGV[2] tag, ARGV[3] the prefix of the
+-- channel the release is announced on (the channel is the prefix and the key), or "" for
+-- none.
 -- Returns the tag (a number) when deleted, 0 when absent, -1 when another value holds it.
 local current = redis.call("GET", KEYS[1])
 if current == ARGV[1] then
@@ -7,7 +8,7 @@ if current == ARGV[1] then
     if ARGV[3] ~= "" then
         -- A hint for waiters only: a server that denies it (an ACL without the channel)
         -- must not fail the release.
-        redis.pcall("PUBLISH", ARGV[3], KEYS[1])
+        redis.pcall("PUBLISH", ARGV[3] .. KEYS[1], KEYS[1])
     end
     return tonumber(ARGV[2])
 end

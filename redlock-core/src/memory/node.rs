@@ -132,8 +132,8 @@ impl Node {
             None => Reply::Int(0),
             Some(v) if v == args.value => {
                 self.data.remove(key);
-                if !args.channel.is_empty() {
-                    self.published.push(args.channel.to_owned());
+                if !args.channel_prefix.is_empty() {
+                    self.published.push(format!("{}{key}", args.channel_prefix));
                 }
                 echo(args.tag)
             }

@@ -16,7 +16,7 @@ use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_backgr
 use crate::nodes::Nodes;
 use crate::options::{RetryDelay, ValueSource};
 use crate::runtime;
-use crate::scripts::{LockMode, release_channel};
+use crate::scripts::LockMode;
 use crate::settings::{Settings, Ttl};
 use crate::tally::{NodeSet, Subject, Tally};
 use crate::validity::validity;
@@ -34,8 +34,6 @@ pub(crate) struct Target<P> {
     nodes: Arc<Nodes<P>>,
     name: Arc<str>,
     settings: Arc<Settings>,
-    /// The channel a release is announced on, unless switched off.
-    release_channel: Option<Arc<str>>,
 }
 
 impl<P> Clone for Target<P> {
@@ -44,7 +42,6 @@ impl<P> Clone for Target<P> {
             nodes: self.nodes.clone(),
             name: self.name.clone(),
             settings: self.settings.clone(),
-            release_channel: self.release_channel.clone(),
         }
     }
 }
@@ -61,13 +58,10 @@ pub(crate) struct Held {
 
 impl<P: Pool> Target<P> {
     pub(crate) fn new(nodes: Arc<Nodes<P>>, name: Arc<str>, settings: Arc<Settings>) -> Self {
-        let notify = settings.options.get_notify_release();
-        let release_channel = notify.then(|| release_channel(&name).into());
         Self {
             nodes,
             name,
             settings,
-            release_channel,
         }
     }
 
@@ -269,8 +263,8 @@ impl<P: Pool> Target<P> {
     /// The call that deletes the key if it holds `value`.
     fn unlock_call(&self, value: &Arc<str>) -> Arc<Call<P>> {
         let (nodes, name) = (self.nodes.clone(), self.name.clone());
-        let channel = self.release_channel.clone();
-        Arc::new(Call::unlock(nodes, name, value.clone(), channel))
+        let notify = self.settings.options.get_notify_release();
+        Arc::new(Call::unlock(nodes, name, value.clone(), notify))
     }
 
     /// A value for one attempt. A generated value gets a random suffix, so that it is the

@@ -85,7 +85,7 @@ async fn unlock_script<P: Pool>(
         &UnlockArgs {
             value,
             tag,
-            channel: "",
+            channel_prefix: "",
         }
         .argv(),
     )
