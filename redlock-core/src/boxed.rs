@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::conn::{Conn, ConnError, Pool, Reply, ScriptRef};
+use crate::subscriber::BoxSubscriber;
 
 /// A connection of any driver, boxed; the connection type of [`BoxPool`].
 pub type BoxConn = Box<dyn Conn>;
@@ -43,6 +44,10 @@ impl Pool for BoxPool {
     fn reconnect(&self) -> bool {
         (**self).reconnect()
     }
+
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        (**self).subscriber().await
+    }
 }
 
 /// Boxes any pool into a [`BoxPool`].
@@ -68,6 +73,10 @@ impl<P: Pool> Pool for Boxed<P> {
 
     fn reconnect(&self) -> bool {
         self.0.reconnect()
+    }
+
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        self.0.subscriber().await
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
 use crate::nodes::Nodes;
 use crate::scripts::{LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs};
@@ -113,9 +115,15 @@ impl<P: Pool> Call<P> {
 }
 
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
+/// A release that reached waiters has the nodes hold this process back from the lock
+/// for about twice the call's round trip, so that a waiter's attempt gets there first.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
-    let reply = call.run(node).await;
-    read_vote(reply, call.tag)
+    let start = Instant::now();
+    let vote = read_vote(call.run(node).await, call.tag);
+    if let Vote::YesHeard = vote {
+        call.nodes.hand_off(&call.key, start.elapsed() * 2);
+    }
+    vote
 }
 
 /// [`vote`] bounded by `timeout`, for calls made one by one (releases).
@@ -146,6 +154,10 @@ fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
             Vote::Taken(Some(Duration::from_millis(ms)))
         }
         Ok(Reply::Int(echo)) if echo == tag => Vote::Yes,
+        // Released, and the release reached this many subscribers.
+        Ok(Reply::Array(items)) if matches!(items[..], [Reply::Int(echo), Reply::Int(1..)] if echo == tag) => {
+            Vote::YesHeard
+        }
         // A connection out of step with its calls: retryable, and a new connection fixes
         // it if it goes on.
         Ok(Reply::Int(_)) => Vote::Failed(ConnError::new(

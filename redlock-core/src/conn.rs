@@ -23,6 +23,7 @@ use async_trait::async_trait;
 
 pub use crate::conn_error::{ConnError, ConnErrorKind};
 use crate::scripts::Script;
+use crate::subscriber::BoxSubscriber;
 
 /// A handle to one Redis node that hands out connections.
 ///
@@ -110,6 +111,23 @@ pub trait Pool: Send + Sync + 'static {
     /// and return it on every later call. It must not block.
     fn reconnect(&self) -> bool {
         false
+    }
+
+    /// Opens a new pub/sub connection to this node, for release notifications. The default
+    /// reports [`ConnErrorKind::Unsupported`], and waiters then poll.
+    ///
+    /// Optional. The core opens at most one per node and lock manager at a time, only
+    /// while someone waits, and opens a new one when the last fails (see the
+    /// [`Subscriber`](crate::Subscriber) contract). Like building a pool, it must not hand out a connection
+    /// that replays anything.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnError`] when no subscriber can be had now (node unreachable, credentials
+    /// refused); [`ConnErrorKind::Unsupported`] when the driver has none.
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        let message = "this driver has no subscriber for release notifications";
+        Err(ConnError::new(ConnErrorKind::Unsupported, message))
     }
 }
 

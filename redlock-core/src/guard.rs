@@ -168,7 +168,7 @@ impl<P: Pool> Drop for Guard<P> {
         if self.held {
             let (all, in_flight) = (self.target.all_nodes(), self.in_flight.take());
             self.target
-                .release_in_background(all, in_flight, &self.value);
+                .release_in_background(all, in_flight, &self.value, true);
         }
     }
 }

@@ -48,17 +48,19 @@
 // The modules, from the public API down to the seam; imports run one way only.
 //
 // - API: `redlock` (the manager), `mutex` (one named lock), `guard` (a held lock), `lease`
-//   (a held lock kept alive, its lost signal, and running work under it). Waiting for a
-//   release (`wait`) belongs here.
+//   (a held lock kept alive, its lost signal, and running work under it). `wait` (the
+//   retries of an acquire, and waiting for a release between them).
 // - Rounds: `round`, one lock's target and the rounds made on it (acquire attempt and
 //   retries, extend, unlock, the value, the retry delay), and `round::cleanup`, what a
 //   failed or dropped acquire round releases.
 // - Mechanics: `fan_out` (one call to every node under one timer), `call` (one script call
-//   and how a reply is read), `nodes` (a manager's nodes), `tally` (counting votes),
+//   and how a reply is read), `nodes` (a manager's nodes), `listen` (a manager's waiters
+//   and each node's listener for release announcements), `tally` (counting votes),
 //   `validity` (pure timing maths), `health` (replacing silent connections).
 //   Fencing tokens (`fence`) belong here.
 // - Seam: `conn` (`Pool`, `Conn` and their contract), `conn_error` (what a driver
 //   reports), `boxed` (type-erased pools),
+//   `subscriber` (the optional pub/sub connection for release notifications),
 //   `scripts` (the Lua scripts, their modes and argument layout), `url` (URLs in
 //   messages without their secrets), `tls` (TLS material, the same for every driver).
 // - Support: `options` (the builder), `settings` (options checked for a node count),
@@ -74,6 +76,7 @@ mod fan_out;
 mod guard;
 mod health;
 mod lease;
+mod listen;
 pub mod memory;
 mod mutex;
 mod node_error;
@@ -84,10 +87,12 @@ mod round;
 mod runtime;
 pub mod scripts;
 mod settings;
+mod subscriber;
 mod tally;
 mod tls;
 mod url;
 pub mod validity;
+mod wait;
 
 pub use boxed::{BoxConn, BoxPool, PoolExt};
 pub use conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef, run_script};
@@ -103,6 +108,7 @@ pub use options::{
 };
 pub use redlock::Redlock;
 pub use scripts::Script;
+pub use subscriber::{BoxSubscriber, Notice, Subscriber};
 pub use tls::{Tls, is_tls_url};
 pub use tokio::time::Instant;
 pub use url::redact_url;

@@ -1,26 +1,31 @@
 //! One named lock, [`Mutex`]: the ways to acquire it.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::listen::Hub;
 use crate::options::Options;
 use crate::round::Target;
+use crate::wait;
 
 /// One named lock over the manager's nodes. Cheap to clone.
 ///
 /// Get one from [`Redlock::mutex`](crate::Redlock::mutex).
 pub struct Mutex<P: Pool> {
     target: Target<P>,
+    hub: Arc<Hub>,
 }
 
 impl<P: Pool> Clone for Mutex<P> {
     fn clone(&self) -> Self {
         Self {
             target: self.target.clone(),
+            hub: self.hub.clone(),
         }
     }
 }
@@ -36,8 +41,8 @@ impl<P: Pool> std::fmt::Debug for Mutex<P> {
 }
 
 impl<P: Pool> Mutex<P> {
-    pub(crate) fn new(target: Target<P>) -> Self {
-        Self { target }
+    pub(crate) fn new(target: Target<P>, hub: Arc<Hub>) -> Self {
+        Self { target, hub }
     }
 
     pub(crate) fn target(&self) -> &Target<P> {
@@ -86,7 +91,7 @@ impl<P: Pool> Mutex<P> {
     /// [`Options::value_generator`]), on nodes that had not confirmed it.
     pub async fn lock(&self) -> Result<Guard<P>> {
         let tries = self.options().get_tries();
-        let held = self.target.acquire(tries, None).await?;
+        let held = wait::acquire(&self.target, &self.hub, tries, None).await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 
@@ -100,7 +105,7 @@ impl<P: Pool> Mutex<P> {
     ///
     /// As [`Mutex::lock`].
     pub async fn try_lock(&self) -> Result<Guard<P>> {
-        let held = self.target.acquire(1, None).await?;
+        let held = wait::acquire(&self.target, &self.hub, 1, None).await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 
@@ -121,7 +126,7 @@ impl<P: Pool> Mutex<P> {
     /// As [`Mutex::lock`].
     pub async fn lock_until(&self, deadline: Instant) -> Result<Guard<P>> {
         let tries = self.options().get_tries();
-        let held = self.target.acquire(tries, Some(deadline)).await?;
+        let held = wait::acquire(&self.target, &self.hub, tries, Some(deadline)).await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 

@@ -1,7 +1,11 @@
 //! The nodes of one lock manager: each node's pool, its address for messages, and its
 //! health.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::conn::{ConnErrorKind, Pool};
 use crate::health::{Health, Outcome};
@@ -13,6 +17,7 @@ pub(crate) struct Nodes<P> {
     pools: Box<[P]>,
     addresses: Box<[Option<Arc<str>>]>,
     health: Box<[Health]>,
+    hand_offs: HandOffs,
 }
 
 impl<P: Pool> Nodes<P> {
@@ -23,6 +28,7 @@ impl<P: Pool> Nodes<P> {
             pools: pools.into(),
             addresses,
             health,
+            hand_offs: HandOffs::default(),
         }
     }
 
@@ -38,6 +44,18 @@ impl<P: Pool> Nodes<P> {
     /// Node `node`'s pool.
     pub(crate) fn pool(&self, node: usize) -> Option<&P> {
         self.pools.get(node)
+    }
+
+    /// Notes that a release of `key` reached waiters: this manager leaves them the lock
+    /// for `window` (see [`Nodes::handed_off_until`]).
+    pub(crate) fn hand_off(&self, key: &str, window: Duration) {
+        self.hand_offs.note(key, window);
+    }
+
+    /// Until when a new acquire of `key` by this manager should wait, for the waiters
+    /// its last release woke to take the lock first.
+    pub(crate) fn handed_off_until(&self, key: &str) -> Option<Instant> {
+        self.hand_offs.until(key)
     }
 
     /// Notes how a call to `node` ended, and replaces the node's connection when only a
@@ -62,5 +80,33 @@ fn outcome(vote: &Vote) -> Outcome {
         ConnErrorKind::Timeout | ConnErrorKind::Connection => Outcome::Failed,
         ConnErrorKind::Auth | ConnErrorKind::ReadOnly => Outcome::Refused,
         _ => Outcome::Other,
+    }
+}
+
+/// The bounds of a hand-off window: at least a millisecond (Redis's own resolution), at
+/// most what a waiter on a slow link could need.
+const HAND_OFF_MIN: Duration = Duration::from_millis(1);
+const HAND_OFF_MAX: Duration = Duration::from_millis(50);
+
+/// The locks this manager released to waiters, and until when it leaves them alone.
+#[derive(Debug, Default)]
+struct HandOffs(Mutex<HashMap<Arc<str>, Instant>>);
+
+impl HandOffs {
+    fn note(&self, key: &str, window: Duration) {
+        let until = Instant::now() + window.clamp(HAND_OFF_MIN, HAND_OFF_MAX);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        // Windows that passed are dropped here, so the map stays as small as the locks
+        // being handed off right now.
+        map.retain(|_, until| *until > now);
+        map.insert(key.into(), until);
+    }
+
+    fn until(&self, key: &str) -> Option<Instant> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key)
+            .copied()
+            .filter(|until| *until > Instant::now())
     }
 }

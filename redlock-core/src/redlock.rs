@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::listen::Hub;
 use crate::mutex::Mutex;
 use crate::nodes::Nodes;
 use crate::options::Options;
@@ -38,6 +39,8 @@ pub struct Redlock<P: Pool> {
     nodes: Arc<Nodes<P>>,
     /// The default options, checked once for this node count.
     settings: Arc<Settings>,
+    /// The waiters of every lock of this manager, and the nodes' listeners.
+    hub: Arc<Hub>,
 }
 
 impl<P: Pool> Clone for Redlock<P> {
@@ -45,6 +48,7 @@ impl<P: Pool> Clone for Redlock<P> {
         Self {
             nodes: self.nodes.clone(),
             settings: self.settings.clone(),
+            hub: self.hub.clone(),
         }
     }
 }
@@ -77,9 +81,11 @@ impl<P: Pool> Redlock<P> {
     /// [`MAX_NODES`](crate::MAX_NODES) pools, or an option is out of range.
     pub fn with_options(pools: Vec<P>, options: Options) -> Result<Self> {
         let settings = Arc::new(Settings::new(&options, pools.len())?);
+        let hub = Arc::new(Hub::new(pools.len()));
         Ok(Self {
             nodes: Arc::new(Nodes::new(pools)),
             settings,
+            hub,
         })
     }
 
@@ -117,7 +123,7 @@ impl<P: Pool> Redlock<P> {
             return Err(Error::config("lock name must not be empty"));
         }
         let target = Target::new(self.nodes.clone(), name.into(), settings);
-        Ok(Mutex::new(target))
+        Ok(Mutex::new(target, self.hub.clone()))
     }
 
     /// Acquires the lock named `name`, retrying; shorthand for

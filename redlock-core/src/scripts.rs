@@ -58,12 +58,13 @@ pub const LOCK: Script = Script {
 
 /// Deletes the key if it holds the value.
 ///
-/// `KEYS[1]` key; `ARGV` as laid out by [`UnlockArgs`]. Replies the tag (deleted), `0`
-/// (absent) or `-1` (another value holds it).
+/// `KEYS[1]` key; `ARGV` as laid out by [`UnlockArgs`]. Replies the tag (deleted), the
+/// array `[tag, n]` (deleted, and the release reached `n > 0` subscribers of its
+/// channel), `0` (absent) or `-1` (another value holds it).
 pub const UNLOCK: Script = Script {
     name: "unlock",
     source: include_str!("lua/unlock.lua"),
-    sha1: "74c31e824b5bf547bd406d0c13b86f5a5f0f83a1",
+    sha1: "ba94f7cf59e6ee88cfb5e649efcf9f06700482e2",
 };
 
 /// What [`LOCK`] may do to the key: its mode argument.

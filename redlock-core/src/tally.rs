@@ -14,6 +14,8 @@ use crate::options::MAX_NODES;
 pub(crate) enum Vote {
     /// The key holds our value (set, refreshed or deleted as asked).
     Yes,
+    /// Our key was deleted, and its release reached subscribers: someone waits.
+    YesHeard,
     /// The key is absent.
     Absent,
     /// Another value holds the key, for this much longer if the node said.
@@ -110,7 +112,7 @@ impl Tally {
     pub(crate) fn add(&mut self, node: usize, vote: Vote) {
         self.answered.insert(node);
         match vote {
-            Vote::Yes => self.yes.insert(node),
+            Vote::Yes | Vote::YesHeard => self.yes.insert(node),
             // Counted as answered; nothing else decides on it.
             Vote::Absent => {}
             Vote::Taken(held_for) => {

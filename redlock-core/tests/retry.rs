@@ -1,4 +1,5 @@
-//! The retry schedule, and the one value a lock call keeps across its retries.
+//! The retry schedule when waiters poll (notifications off, as with a driver that has no
+//! subscriber; `wait.rs` tests waiting with them), and the fresh value of each attempt.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +18,7 @@ async fn fixed_delay_schedule_is_exact() {
     occupy(&pools, ms(3_600_000));
     pools.iter().for_each(|p| p.set_latency(ms(7)));
     let before = calls(&pools);
-    let m = mutex(&pools, fast().tries(5).retry_delay(ms(20), ms(20)));
+    let m = mutex(&pools, polling().tries(5).retry_delay(ms(20), ms(20)));
     let start = Instant::now();
     assert!(m.lock().await.unwrap_err().is_taken());
     // 5 rounds of 7 ms and 4 delays of 20 ms; every node is taken, so nothing to release.
@@ -31,7 +32,7 @@ async fn each_failed_round_pays_its_release_before_the_delay() {
     let pools = warm_pools(3).await;
     occupy(&pools[..2], ms(3_600_000));
     pools.iter().for_each(|p| p.set_latency(ms(7)));
-    let m = mutex(&pools, fast().tries(4).retry_delay(ms(20), ms(20)));
+    let m = mutex(&pools, polling().tries(4).retry_delay(ms(20), ms(20)));
     let start = Instant::now();
     assert!(m.lock().await.unwrap_err().is_taken());
     // Each round: 7 ms to vote, 7 ms to release node 2; then 3 delays of 20 ms.
@@ -45,7 +46,7 @@ async fn retry_delay_fn_gets_attempts_one_to_tries_minus_one() {
     occupy(&pools, ms(3_600_000));
     let seen = Arc::new(StdMutex::new(Vec::new()));
     let log = seen.clone();
-    let options = fast().tries(6).retry_delay_fn(move |attempt| {
+    let options = polling().tries(6).retry_delay_fn(move |attempt| {
         log.lock().unwrap().push(attempt);
         ms(u64::from(attempt) * 10)
     });
@@ -87,15 +88,20 @@ async fn try_lock_makes_exactly_one_attempt() {
     occupy(&pools, ms(3_600_000));
     let before = calls(&pools);
     let start = Instant::now();
-    assert!(mutex(&pools, fast().tries(9)).try_lock().await.is_err());
+    assert!(mutex(&pools, polling().tries(9)).try_lock().await.is_err());
     assert_eq!(start.elapsed(), ms(0));
     let after: Vec<u64> = before.iter().map(|c| c + 1).collect();
     assert_eq!(calls(&pools), after);
 }
 
+/// [`fast`] without release notifications.
+fn polling() -> Options {
+    fast().notify_release(false)
+}
+
 fn counting(counter: &Arc<AtomicUsize>) -> Options {
     let counter = counter.clone();
-    fast()
+    polling()
         .tries(10)
         .retry_delay(ms(20), ms(20))
         .value_generator(move || format!("v-{}", counter.fetch_add(1, Ordering::SeqCst)))
@@ -130,7 +136,7 @@ async fn failed_lock_call_generates_one_value_per_attempt() {
 #[tokio::test(start_paused = true)]
 async fn empty_generated_value_is_config_error_and_sends_nothing() {
     let pools = pools(3);
-    let m = mutex(&pools, fast().value_generator(String::new));
+    let m = mutex(&pools, polling().value_generator(String::new));
     assert_config(&m.lock().await.unwrap_err(), "empty");
     assert_config(&m.try_lock().await.unwrap_err(), "empty");
     let deadline = Instant::now() + ms(100);
@@ -141,7 +147,7 @@ async fn empty_generated_value_is_config_error_and_sends_nothing() {
 #[tokio::test(start_paused = true)]
 async fn default_values_are_random_and_distinct() {
     let pools = warm_pools(3).await;
-    let m = mutex(&pools, fast());
+    let m = mutex(&pools, polling());
     let mut seen = BTreeSet::new();
     for _ in 0..20 {
         let guard = m.try_lock().await.unwrap();
@@ -162,7 +168,7 @@ async fn a_waiter_retries_when_the_holders_keys_expire() {
     pools[0].set(KEY, OTHER, ms(300));
     pools[1].set(KEY, OTHER, ms(700));
     pools[2].set(KEY, OTHER, ms(5_000));
-    let m = mutex(&pools, fast().retry_delay(ms(30_000), ms(30_000)));
+    let m = mutex(&pools, polling().retry_delay(ms(30_000), ms(30_000)));
     let start = Instant::now();
     let guard = m.lock().await.expect("acquired once the keys expired");
     assert_eq!(

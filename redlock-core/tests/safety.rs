@@ -192,7 +192,11 @@ async fn commands_delivered_after_later_ones_never_give_two_holders() {
         zero.set_queueing(false);
         two.set_down(true);
     });
-    let options = fast().tries(2).retry_delay(ms(60), ms(60));
+    // Polling, so that attempt 2 starts at 160 ms.
+    let options = fast()
+        .tries(2)
+        .retry_delay(ms(60), ms(60))
+        .notify_release(false);
     let holder = mutex(&pools, options).lock().await.unwrap(); // nodes 0 and 1
     assert_eq!(values(&pools)[0].as_deref(), Some(holder.value()));
     pools[0].deliver_queued();

@@ -12,6 +12,7 @@
 //! that was cut short ([`MemoryPool::set_stale_replies`]).
 
 mod node;
+mod subscriber;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -20,7 +21,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use self::node::{Arrival, Command, Node};
+use self::subscriber::MemorySubscriber;
 use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef};
+use crate::subscriber::BoxSubscriber;
 
 /// One client's connection to one in-memory node. Clones share both.
 #[derive(Clone, Debug, Default)]
@@ -185,6 +188,32 @@ impl MemoryPool {
         self.node().published.clone()
     }
 
+    /// How many open subscriber connections listen to `channel` (`PUBSUB NUMSUB`).
+    pub fn subscriptions(&self, channel: &str) -> usize {
+        let node = self.node();
+        node.subscribers
+            .iter()
+            .filter(|s| s.listens_to(channel))
+            .count()
+    }
+
+    /// How many subscriber connections were ever opened to the node.
+    pub fn subscribers_opened(&self) -> u64 {
+        self.node().subscribers_opened
+    }
+
+    /// Makes releases reach no subscriber (`true`), as messages lost in a network
+    /// partition or a dropped buffer would; the releases themselves still happen.
+    pub fn set_losing_messages(&self, losing: bool) {
+        self.node().losing_messages = losing;
+    }
+
+    /// Closes every subscriber connection to the node, as a restart or a network reset
+    /// would; the clients' next read fails.
+    pub fn close_subscribers(&self) {
+        self.node().subscribers.clear();
+    }
+
     /// How many script calls reached the node (EVALSHA and EVAL alike).
     pub fn calls(&self) -> u64 {
         self.node().calls
@@ -281,6 +310,10 @@ impl Pool for MemoryPool {
         link.reconnects += 1;
         link.late_reply = None;
         true
+    }
+
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        Ok(Box::new(MemorySubscriber::connect(&self.node)?))
     }
 }
 

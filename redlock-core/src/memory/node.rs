@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::subscriber::Link;
 use crate::conn::{ConnError, ConnErrorKind, Reply, ScriptRef};
 use crate::scripts::{LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
 
@@ -66,6 +67,12 @@ pub(super) struct Node {
     pub(super) calls: u64,
     /// The channels releases were published on, in order.
     pub(super) published: Vec<String>,
+    /// The subscriber connections, open or closed.
+    pub(super) subscribers: Vec<Link>,
+    /// How many subscriber connections were ever opened.
+    pub(super) subscribers_opened: u64,
+    /// Releases are published but reach no subscriber while set.
+    pub(super) losing_messages: bool,
 }
 
 impl Node {
@@ -132,10 +139,23 @@ impl Node {
             None => Reply::Int(0),
             Some(v) if v == args.value => {
                 self.data.remove(key);
-                if !args.channel_prefix.is_empty() {
-                    self.published.push(format!("{}{key}", args.channel_prefix));
+                if args.channel_prefix.is_empty() {
+                    return echo(args.tag);
                 }
-                echo(args.tag)
+                let channel = format!("{}{key}", args.channel_prefix);
+                let heard = if self.losing_messages {
+                    0
+                } else {
+                    self.subscribers
+                        .iter()
+                        .filter(|s| s.deliver(&channel))
+                        .count()
+                };
+                self.published.push(channel);
+                match i64::try_from(heard) {
+                    Ok(heard @ 1..) => Reply::Array(vec![echo(args.tag), Reply::Int(heard)]),
+                    _ => echo(args.tag),
+                }
             }
             Some(_) => Reply::Int(-1),
         }

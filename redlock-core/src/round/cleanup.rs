@@ -56,7 +56,8 @@ impl<'a, P: Pool> Round<'a, P> {
         let deadline = release.plan.deadline;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             self.armed = false;
-            self.target.release_in_background(ours, None, &self.value);
+            self.target
+                .release_in_background(ours, None, &self.value, false);
             return;
         }
         // Cancelled, or cut by the deadline, while this runs, the round is dropped still
@@ -84,7 +85,8 @@ impl<P: Pool> Drop for Round<'_, P> {
     fn drop(&mut self) {
         if self.armed {
             let ours = self.ours(true);
-            self.target.release_in_background(ours, None, &self.value);
+            self.target
+                .release_in_background(ours, None, &self.value, false);
         }
     }
 }

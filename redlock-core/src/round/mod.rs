@@ -25,9 +25,25 @@ mod cleanup;
 
 use cleanup::Round;
 
-/// How long after a key's reported expiry a waiter retries: Redis counts whole
-/// milliseconds.
-const EXPIRY_SLACK: Duration = Duration::from_millis(1);
+/// Why an acquire attempt failed, and what a waiter needs to know to wait well.
+pub(crate) struct Refusal {
+    pub(crate) error: Error,
+    /// How long until other owners' keys free a quorum, when the nodes said.
+    pub(crate) frees_in: Option<Duration>,
+    /// Whether another owner's key stood in the way on some node, so that its release is
+    /// worth waiting for.
+    pub(crate) contended: bool,
+}
+
+impl Refusal {
+    fn plain(error: Error) -> Self {
+        Self {
+            error,
+            frees_in: None,
+            contended: false,
+        }
+    }
+}
 
 /// One lock's nodes, name and settings. Cheap to clone.
 pub(crate) struct Target<P> {
@@ -73,47 +89,21 @@ impl<P: Pool> Target<P> {
         &self.settings
     }
 
+    pub(crate) fn nodes(&self) -> &Arc<Nodes<P>> {
+        &self.nodes
+    }
+
     pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
-    /// Acquires the lock in up to `tries` attempts, giving up at `deadline`. Stops early
-    /// when an attempt's failure cannot pass by retrying.
-    pub(crate) async fn acquire(&self, tries: u32, deadline: Option<Instant>) -> Result<Held> {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(self.deadline_exceeded(None));
-        }
-        for attempt in 1..=tries {
-            let (error, frees_in) = match self.attempt(deadline).await {
-                Ok(held) => return Ok(held),
-                Err(refused) => refused,
-            };
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(self.deadline_exceeded(Some(error)));
-            }
-            if attempt == tries || !error.is_retryable() {
-                return Err(error);
-            }
-            // A holder's keys that expire before the delay is up free the lock then: a
-            // waiter behind a crashed holder retries as soon as it can win.
-            let delay = self.retry_delay(attempt);
-            let delay = frees_in.map_or(delay, |frees_in| delay.min(frees_in + EXPIRY_SLACK));
-            let wake = Instant::now().checked_add(delay);
-            if deadline.is_some_and(|d| wake.is_none_or(|w| w >= d)) {
-                return Err(self.deadline_exceeded(Some(error)));
-            }
-            tokio::time::sleep(delay).await;
-        }
-        Err(Error::config("tries must be at least 1"))
-    }
-
     /// One acquire round with a fresh value. On failure, every node that may hold the
     /// value has been released (or is being released in the background, when the
-    /// deadline leaves no time to wait), and the error comes with how long until other
-    /// owners' keys free a quorum, when the nodes said.
-    async fn attempt(&self, deadline: Option<Instant>) -> Result<Held, (Error, Option<Duration>)> {
+    /// deadline leaves no time to wait), and the refusal says whether other owners stood
+    /// in the way and how long until their keys free a quorum, when the nodes said.
+    pub(crate) async fn attempt(&self, deadline: Option<Instant>) -> Result<Held, Refusal> {
         let s = &*self.settings;
-        let value = self.new_value().map_err(|e| (e, None))?;
+        let value = self.new_value().map_err(Refusal::plain)?;
         let call = self.lock_call(&value, s.ttl.arg().clone(), LockMode::CreateOnly);
         let plan = self.plan(deadline);
         let start = Instant::now();
@@ -123,7 +113,7 @@ impl<P: Pool> Target<P> {
             Err(e) => {
                 // Nothing was sent.
                 round.armed = false;
-                return Err((e, None));
+                return Err(Refusal::plain(e));
             }
         };
         let elapsed = start.elapsed();
@@ -138,6 +128,7 @@ impl<P: Pool> Target<P> {
             });
         }
         let frees_in = round.tally.frees_in();
+        let contended = !round.tally.taken_nodes().is_empty();
         let error = if reached {
             self.validity_exhausted(Action::Acquire, elapsed, &s.ttl)
         } else {
@@ -145,12 +136,16 @@ impl<P: Pool> Target<P> {
         };
         let release = Release {
             plan,
-            call: self.unlock_call(&round.value),
+            call: self.unlock_call(&round.value, false),
             only_yes: !round.unique,
         };
         let in_flight = pending.finish_in_background(Some(release.clone()));
         round.release(release, in_flight).await;
-        Err((error, frees_in))
+        Err(Refusal {
+            error,
+            frees_in,
+            contended,
+        })
     }
 
     /// Adopts a lock that another process acquired with the fixed value, by extending it.
@@ -204,7 +199,7 @@ impl<P: Pool> Target<P> {
     pub(crate) async fn unlock(&self, value: &Arc<str>, in_flight: &mut InFlight) -> Result<()> {
         finish(in_flight).await;
         let mut tally = self.tally();
-        let call = self.unlock_call(value);
+        let call = self.unlock_call(value, true);
         fan_out(self.plan(None).everyone(), call, &mut tally).await?;
         if tally.reached() {
             return Ok(());
@@ -212,19 +207,21 @@ impl<P: Pool> Target<P> {
         Err(tally.held_error(&self.subject(Action::Release)))
     }
 
-    /// Releases the key on `targets` in the background, once `in_flight` is done.
+    /// Releases the key on `targets` in the background, once `in_flight` is done; a
+    /// held lock's release is announced to waiters if `announce`.
     pub(crate) fn release_in_background(
         &self,
         targets: NodeSet,
         in_flight: InFlight,
         value: &Arc<str>,
+        announce: bool,
     ) {
         if runtime::check().is_err() {
             // Without timers no call could be bounded; the keys expire on their own.
             return;
         }
         let plan = self.plan(None).everyone();
-        release_in_background(targets, in_flight, plan, self.unlock_call(value));
+        release_in_background(targets, in_flight, plan, self.unlock_call(value, announce));
     }
 
     /// Every node of this lock.
@@ -260,10 +257,13 @@ impl<P: Pool> Target<P> {
         Arc::new(Call::lock(nodes, name, value.clone(), ttl_ms, mode))
     }
 
-    /// The call that deletes the key if it holds `value`.
-    fn unlock_call(&self, value: &Arc<str>) -> Arc<Call<P>> {
+    /// The call that deletes the key if it holds `value`, announcing the release if
+    /// `announce` and the options allow. Only a held lock's release is announced: the
+    /// cleanup of a failed attempt would wake every waiter for nothing, and their own
+    /// failed attempts' cleanups would wake them again.
+    fn unlock_call(&self, value: &Arc<str>, announce: bool) -> Arc<Call<P>> {
         let (nodes, name) = (self.nodes.clone(), self.name.clone());
-        let notify = self.settings.options.get_notify_release();
+        let notify = announce && self.settings.options.get_notify_release();
         Arc::new(Call::unlock(nodes, name, value.clone(), notify))
     }
 
@@ -297,7 +297,7 @@ impl<P: Pool> Target<P> {
         }
     }
 
-    fn deadline_exceeded(&self, last: Option<Error>) -> Error {
+    pub(crate) fn deadline_exceeded(&self, last: Option<Error>) -> Error {
         Error::DeadlineExceeded {
             lock: self.name.clone(),
             last: last.map(Box::new),
