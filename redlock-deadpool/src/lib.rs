@@ -48,11 +48,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 pub use deadpool_redis;
+use deadpool_redis::redis;
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{AsyncConnectionConfig, ConnectionInfo};
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
-use redlock_redis_rs::{connection_info, node_address, query_script, tcp_settings};
+use redlock_redis_rs::{
+    RedisSubscriber, connection_info, node_address, query_script, tcp_settings,
+};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -70,6 +73,9 @@ pub struct DeadpoolPool {
     pool: deadpool_redis::Pool,
     pinned: Arc<AsyncMutex<Pinned>>,
     address: Option<String>,
+    /// What pub/sub connections for release notifications are opened through (outside
+    /// the pool); `None` leaves waiters polling.
+    subscriber: Option<redis::Client>,
 }
 
 /// The connection this node's calls run on, and a count that tells replacements apart.
@@ -108,12 +114,22 @@ impl DeadpoolPool {
             ));
         }
         let pinned = Arc::new(AsyncMutex::new(Pinned::default()));
-        let address = None;
         Ok(Self {
             pool,
             pinned,
-            address,
+            address: None,
+            subscriber: None,
         })
+    }
+
+    /// Has waiters of this node woken by release announcements, heard on pub/sub
+    /// connections opened through `client`, outside the pool (one at a time per lock
+    /// manager, only while someone waits). Pools built from a URL have this already;
+    /// without it, waiters poll. Give it the pool's own connection settings.
+    #[must_use]
+    pub fn with_subscriber(mut self, client: redis::Client) -> Self {
+        self.subscriber = Some(client);
+        self
     }
 
     /// Names the node `address` in errors (`host:port`; never put credentials in it).
@@ -159,14 +175,16 @@ impl DeadpoolPool {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(None);
-        let manager = Manager::new_with_config(info.set_tcp_settings(tcp), connection)
-            .map_err(|e| invalid(&e))?;
+        let info = info.set_tcp_settings(tcp);
+        let subscriber = redis::Client::open(info.clone()).map_err(|e| invalid(&e))?;
+        let manager = Manager::new_with_config(info, connection).map_err(|e| invalid(&e))?;
         let pool = deadpool_redis::Pool::builder(manager)
             .timeouts(URL_TIMEOUTS)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build a deadpool pool: {e}")))?;
-        Ok(Self::new(pool)?.with_address(address))
+        let node = Self::new(pool)?.with_address(address);
+        Ok(node.with_subscriber(subscriber))
     }
 
     /// One node per URL, in order.
@@ -238,6 +256,16 @@ impl Pool for DeadpoolPool {
         };
         discard(pinned.conn.take());
         true
+    }
+
+    /// A new pub/sub connection outside the pool, through the client built from the
+    /// same URL (or given with [`DeadpoolPool::with_subscriber`]).
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        let Some(client) = &self.subscriber else {
+            let message = "this pool has no client to open a pub/sub connection with";
+            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
+        };
+        Ok(Box::new(RedisSubscriber::open(client).await?))
     }
 }
 

@@ -60,6 +60,7 @@ mod cluster;
 mod config;
 mod conn;
 mod convert;
+mod subscriber;
 pub use conn::FredConn;
 pub use convert::{map_error, to_reply};
 use tokio::sync::broadcast::error::TryRecvError;
@@ -336,6 +337,13 @@ impl Pool for FredPool {
             drop(reconnected.await);
         }));
         true
+    }
+
+    /// A new pub/sub client with this pool's client's configuration.
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        Ok(Box::new(
+            subscriber::FredSubscriber::open(&self.client).await?,
+        ))
     }
 }
 

@@ -45,18 +45,23 @@ use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
 pub use redlock_core::*;
 #[cfg(feature = "sentinel")]
 pub use sentinel::SentinelConnection;
+pub use subscriber::RedisSubscriber;
 pub use tls::connection_info;
 
 #[cfg(feature = "cluster")]
 mod cluster;
 #[cfg(feature = "sentinel")]
 mod sentinel;
+mod subscriber;
 mod tls;
 
 /// One Redis node reached through redis-rs. Cheap to clone; clones share the connection.
 pub struct RedisPool<C = ConnectionManager> {
     shared: Arc<Shared<C>>,
     address: Option<String>,
+    /// What pub/sub connections for release notifications are opened through; `None`
+    /// leaves waiters polling.
+    subscriber: Option<redis::Client>,
 }
 
 /// Makes a new connection to replace one that went silent.
@@ -73,6 +78,7 @@ impl<C> Clone for RedisPool<C> {
         Self {
             shared: self.shared.clone(),
             address: self.address.clone(),
+            subscriber: self.subscriber.clone(),
         }
     }
 }
@@ -107,6 +113,7 @@ impl RedisPool {
         let address = node_address(info.addr());
         let client = redis::Client::open(info.set_tcp_settings(tcp))
             .map_err(|e| Error::Config(format!("cannot set up a redis client: {e}")))?;
+        let subscriber = client.clone();
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -120,7 +127,8 @@ impl RedisPool {
         let conn = manager()
             .map_err(|e| Error::Config(format!("cannot set up a redis connection: {e}")))?;
         let rebuild: Rebuild<ConnectionManager> = Box::new(move || manager().ok());
-        Ok(Self::build(conn, Some(rebuild)).with_address(address))
+        let pool = Self::build(conn, Some(rebuild)).with_address(address);
+        Ok(pool.with_subscriber(subscriber))
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`, `rediss://…` with a TLS
@@ -185,11 +193,24 @@ where
         self
     }
 
+    /// Has waiters of this node woken by release announcements, heard on pub/sub
+    /// connections opened through `client` (one at a time per lock manager, only while
+    /// someone waits). Pools built from a URL or client have this already; without it,
+    /// waiters poll. The client's response timeout does not matter here.
+    #[must_use]
+    pub fn with_subscriber(mut self, client: redis::Client) -> Self {
+        self.subscriber = Some(client);
+        self
+    }
+
     fn build(conn: C, rebuild: Option<Rebuild<C>>) -> Self {
         let conn = RwLock::new(conn);
         let shared = Arc::new(Shared { conn, rebuild });
-        let address = None;
-        Self { shared, address }
+        Self {
+            shared,
+            address: None,
+            subscriber: None,
+        }
     }
 
     fn conn(&self) -> C {
@@ -231,6 +252,16 @@ where
             .write()
             .unwrap_or_else(PoisonError::into_inner) = fresh;
         true
+    }
+
+    /// A new pub/sub connection through the client this pool was built from (or given
+    /// with [`RedisPool::with_subscriber`]).
+    async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
+        let Some(client) = &self.subscriber else {
+            let message = "this pool has no client to open a pub/sub connection with";
+            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
+        };
+        Ok(Box::new(RedisSubscriber::open(client).await?))
     }
 }
 

@@ -129,21 +129,26 @@ impl<P: Pool> Listener<P> {
                 return self.gave_up(&wanted);
             }
         };
+        let mut subscribed = HashSet::new();
         for channel in &wanted {
-            let call = subscriber.subscribe(channel);
-            if bounded(self.timeout, call).await.is_err() {
-                return self.gave_up(&wanted);
+            match bounded(self.timeout, subscriber.subscribe(channel)).await {
+                Ok(()) => {
+                    subscribed.insert(channel.clone());
+                }
+                Err(e) if refused(&e) => {}
+                Err(_) => return self.gave_up(&wanted),
             }
         }
-        self.subscribed = wanted.iter().cloned().collect();
         self.subscriber = Some(subscriber);
         self.with_shared(|s| {
-            s.settle(self.node, true, &wanted);
+            s.settle(self.node, true, &subscribed);
+            s.settle(self.node, false, &wanted);
             if self.was_open {
                 // Releases announced while no subscriber was open went unheard.
                 s.wake_all();
             }
         });
+        self.subscribed = subscribed;
         self.was_open = true;
     }
 
@@ -158,6 +163,8 @@ impl<P: Pool> Listener<P> {
                 Ok(()) => {
                     self.subscribed.insert(channel.clone());
                 }
+                // The connection is fine; its waiters poll.
+                Err(e) if refused(&e) => {}
                 Err(_) => self.fail(),
             }
         }
@@ -200,6 +207,15 @@ impl<P: Pool> Listener<P> {
     fn with_shared<T>(&self, f: impl FnOnce(&Shared) -> T) -> Option<T> {
         self.shared.upgrade().map(|shared| f(&shared))
     }
+}
+
+/// Whether the server refused a subscription (an ACL without the channel, a server
+/// without pub/sub) on a connection that still works.
+fn refused(error: &ConnError) -> bool {
+    matches!(
+        error.kind(),
+        ConnErrorKind::Permission | ConnErrorKind::Command
+    )
 }
 
 /// A new subscriber from node `node`'s pool, unless the manager is gone.

@@ -31,6 +31,7 @@ mod credentials;
 mod lease;
 mod outages;
 mod release;
+mod waiters;
 
 pub use basic::*;
 pub use contention::*;
@@ -39,6 +40,7 @@ pub use credentials::*;
 pub use lease::*;
 pub use outages::*;
 pub use release::*;
+pub use waiters::*;
 
 use std::time::Duration;
 
@@ -220,6 +222,9 @@ macro_rules! conformance_tests {
             run_under_lock_releases_and_stops_on_loss,
             release_is_published_on_the_lock_channel,
             release_succeeds_where_publishing_is_denied,
+            waiter_is_woken_when_the_holder_unlocks,
+            waiters_share_one_subscription_and_leave_none,
+            waiters_poll_where_pubsub_is_denied,
         );
     };
 }
