@@ -226,9 +226,13 @@ impl Options {
 
     /// Announce each release on the lock's channel
     /// ([`scripts::release_channel`](crate::scripts::release_channel): `PUBLISH
-    /// redlock:released:NAME NAME` from the release script), for waiters to retry at once.
-    /// Default: true. A server that denies the publish (an ACL user without the channel)
-    /// still releases; switch it off to spare the server the publish.
+    /// redlock:released:NAME NAME` from the release script), and have waiters listen on
+    /// it, through the driver's [`Subscriber`](crate::Subscriber), so that they retry as
+    /// soon as the lock frees instead of only after their retry delay. Default: true.
+    ///
+    /// A server that denies the publish (an ACL user without the channel) still releases,
+    /// and one that denies the subscription leaves waiters polling. Switch it off to spare
+    /// the servers both: waiters then poll, as with a driver that has no subscriber.
     pub fn notify_release(mut self, yes: bool) -> Self {
         self.notify_release = yes;
         self
