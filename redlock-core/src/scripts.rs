@@ -53,7 +53,7 @@ impl Script {
 pub const LOCK: Script = Script {
     name: "lock",
     source: include_str!("lua/lock.lua"),
-    sha1: "75f634870efd051259471ddb78170d09257292d8",
+    sha1: "592903430431561a702c8b6cf5afcf6d2660cfd5",
 };
 
 /// Deletes the key if it holds the value.
