@@ -9,15 +9,16 @@ use crate::{Result, fail};
 
 const USAGE: &str = "\
 usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds N]
-                     [--contended-ms MS] [--nodes 1,3,5] [--workloads seq,par,contended]
+                     [--contended-ms MS] [--nodes 1,3,5]
+                     [--workloads seq,par,contended,open,handoff,crashed]
                      [--only KEY,...] [--current-thread] [--profile KEY --cycles N]
        redlock-bench leases [--count N] [--expiry-ms MS] [--hold-s S] [--concurrency N]
 
   --quick               many short slices: about a minute and a half on two cores
   --rounds N            rounds of seq and par (each contender runs one slice per round)
   --slice-ms MS         length of one seq or par slice
-  --contended-rounds N  rounds of contended
-  --contended-ms MS     length of one contended slice
+  --contended-rounds N  rounds of contended, open, handoff and crashed
+  --contended-ms MS     length of one slice of those
   --nodes LIST          node counts to measure, comma-separated
   --workloads LIST      workloads to measure, comma-separated
   --only KEYS           contenders to run, comma-separated: floor-redis-rs, floor-fred,
@@ -170,8 +171,11 @@ fn workloads(text: &str) -> Result<Vec<Workload>> {
             "seq" => Ok(Workload::Seq),
             "par" => Ok(Workload::Par),
             "contended" => Ok(Workload::Contended),
+            "open" => Ok(Workload::Open),
+            "handoff" => Ok(Workload::HandOff),
+            "crashed" => Ok(Workload::Crashed),
             other => Err(fail(format!(
-                "unknown workload {other:?}: seq, par, contended"
+                "unknown workload {other:?}: seq, par, contended, open, handoff, crashed"
             ))),
         })
         .collect()

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use crate::Result;
 use crate::measured::{AsCycle, Cycle, Locker};
 use crate::stats::Sample;
+use crate::waits::{self, Planter};
 use crate::workload::{self, Slice, Workload};
 
 /// The client crate a contender talks through; each driver is compared with its own floor.
@@ -101,7 +102,7 @@ impl<C: Cycle> Entry for CycleEntry<C> {
     }
 
     fn supports(&self, workload: Workload) -> bool {
-        workload != Workload::Contended
+        !workload.waits()
     }
 
     fn run<'a>(&'a self, workload: Workload, slice: &'a Slice) -> BoxFuture<'a, Result<Sample>> {
@@ -109,21 +110,25 @@ impl<C: Cycle> Entry for CycleEntry<C> {
     }
 }
 
-/// A contender that is a lock library: every workload.
+/// A contender that is a lock library: every workload. It comes as two lock managers
+/// with connections of their own (the waiting workloads run across them, as across two
+/// processes) and a way to plant a crashed holder's keys.
 pub(crate) struct LockEntry<L> {
     role: Role,
     cycles: Arc<AsCycle<L>>,
-    locker: Arc<L>,
+    lockers: [Arc<L>; 2],
+    planter: Arc<Planter>,
 }
 
 impl<L: Locker> LockEntry<L> {
-    pub(crate) fn boxed(role: Role, locker: L) -> Box<dyn Entry> {
-        let locker = Arc::new(locker);
-        let cycles = Arc::new(AsCycle(locker.clone()));
+    pub(crate) fn boxed(role: Role, lockers: [L; 2], planter: Arc<Planter>) -> Box<dyn Entry> {
+        let lockers = lockers.map(Arc::new);
+        let cycles = Arc::new(AsCycle(lockers[0].clone()));
         Box::new(Self {
             role,
             cycles,
-            locker,
+            lockers,
+            planter,
         })
     }
 }
@@ -138,9 +143,19 @@ impl<L: Locker> Entry for LockEntry<L> {
     }
 
     fn run<'a>(&'a self, workload: Workload, slice: &'a Slice) -> BoxFuture<'a, Result<Sample>> {
+        let [first, _] = &self.lockers;
         match workload {
-            Workload::Contended => Box::pin(workload::run_contended(self.locker.clone(), slice)),
-            _ => Box::pin(workload::run_cycles(self.cycles.clone(), workload, slice)),
+            Workload::Contended => Box::pin(workload::run_contended(first.clone(), slice)),
+            Workload::Open => Box::pin(waits::run_open(self.lockers.clone(), slice)),
+            Workload::HandOff => Box::pin(waits::run_handoff(self.lockers.clone(), slice)),
+            Workload::Crashed => Box::pin(waits::run_crashed(
+                first.clone(),
+                self.planter.clone(),
+                slice,
+            )),
+            Workload::Seq | Workload::Par => {
+                Box::pin(workload::run_cycles(self.cycles.clone(), workload, slice))
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ mod run;
 mod server;
 mod setup;
 mod stats;
+mod waits;
 mod workload;
 
 use std::error::Error;
@@ -123,6 +124,7 @@ fn print_report(plan: &Plan, rows: &[Row], took: Duration) -> Result<()> {
     println!();
     println!("{}", report::cycles_table(rows)?);
     println!("{}", report::contended_table(rows)?);
+    println!("{}", report::waits_table(rows)?);
     for line in report::failures(rows) {
         println!("failures: {line}");
     }

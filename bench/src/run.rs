@@ -13,11 +13,12 @@ use crate::workload::{Slice, Workload};
 pub(crate) struct Plan {
     /// Rounds of `seq` and `par`; each contender runs one slice per round.
     pub(crate) rounds: usize,
-    /// Rounds of `contended`.
+    /// Rounds of `contended`, `open`, `handoff` and `crashed`.
     pub(crate) contended_rounds: usize,
     /// A `seq` or `par` slice.
     pub(crate) slice: Duration,
-    /// A `contended` slice (longer: waits there are retry delays, not round trips).
+    /// A slice of `contended` or the other waiting workloads (longer: waits there can be
+    /// retry delays, not round trips).
     pub(crate) contended_slice: Duration,
     /// An unmeasured slice per contender before the rounds: connects, loads scripts.
     pub(crate) warmup: Duration,
@@ -42,7 +43,7 @@ impl Plan {
             contended_slice: Duration::from_millis(800),
             warmup: Duration::from_millis(50),
             nodes: vec![1, 3, 5],
-            workloads: vec![Workload::Seq, Workload::Par, Workload::Contended],
+            workloads: Workload::ALL.to_vec(),
             only: None,
             current_thread: false,
         }
@@ -80,16 +81,18 @@ impl Plan {
     }
 
     fn slice_for(&self, workload: Workload) -> Duration {
-        match workload {
-            Workload::Contended => self.contended_slice,
-            _ => self.slice,
+        if workload.waits() {
+            self.contended_slice
+        } else {
+            self.slice
         }
     }
 
     fn rounds_for(&self, workload: Workload) -> usize {
-        match workload {
-            Workload::Contended => self.contended_rounds,
-            _ => self.rounds,
+        if workload.waits() {
+            self.contended_rounds
+        } else {
+            self.rounds
         }
     }
 }

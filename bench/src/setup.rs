@@ -1,5 +1,7 @@
 //! The servers and the contender list: one line per contender.
 
+use std::sync::Arc;
+
 use redlock_conformance::Fleet;
 use redlock_deadpool::DeadpoolPool;
 use redlock_fred::FredPool;
@@ -10,6 +12,7 @@ use redlock_redis_rs::{RedisPool, Redlock};
 use crate::contender::{Client, CycleEntry, Entry, LockEntry, Role};
 use crate::floor::{DeadpoolFloor, FredFloor, RedisFloor};
 use crate::locks::Rslock;
+use crate::waits::Planter;
 use crate::{Context as _, Result, fail};
 
 /// Starts `n` throwaway `redis-server`s on loopback ports (killed when the fleet drops).
@@ -20,9 +23,20 @@ pub(crate) fn start_fleet(n: usize) -> Result<Fleet> {
 /// Every contender over the nodes at `urls`. A new driver is one more line here.
 pub(crate) async fn entries(urls: &[String]) -> Result<Vec<Box<dyn Entry>>> {
     use Client::{Deadpool, Fred, RedisRs};
-    let redis_rs = RedisPool::from_urls(urls).context("redis-rs driver")?;
-    let fred = FredPool::from_urls(urls).context("fred driver")?;
-    let deadpool = DeadpoolPool::from_urls(urls).context("deadpool driver")?;
+    let redis_rs = || -> Result<_> {
+        let pools = RedisPool::from_urls(urls).context("redis-rs driver")?;
+        Ok(Redlock::new(pools)?)
+    };
+    let fred = || -> Result<_> {
+        let pools = FredPool::from_urls(urls).context("fred driver")?;
+        Ok(Redlock::new(pools)?)
+    };
+    let deadpool = || -> Result<_> {
+        let pools = DeadpoolPool::from_urls(urls).context("deadpool driver")?;
+        Ok(Redlock::new(pools)?)
+    };
+    let rslock = || Rslock::new(urls).context("rslock");
+    let planter = Arc::new(Planter::connect(urls).await?);
     Ok(vec![
         CycleEntry::boxed(
             Role::Floor(RedisRs),
@@ -38,10 +52,18 @@ pub(crate) async fn entries(urls: &[String]) -> Result<Vec<Box<dyn Entry>>> {
                 .await
                 .context("deadpool floor")?,
         ),
-        LockEntry::boxed(Role::Driver(RedisRs), Redlock::new(redis_rs)?),
-        LockEntry::boxed(Role::Driver(Fred), Redlock::new(fred)?),
-        LockEntry::boxed(Role::Driver(Deadpool), Redlock::new(deadpool)?),
-        LockEntry::boxed(Role::Rslock, Rslock::new(urls).context("rslock")?),
+        LockEntry::boxed(
+            Role::Driver(RedisRs),
+            [redis_rs()?, redis_rs()?],
+            planter.clone(),
+        ),
+        LockEntry::boxed(Role::Driver(Fred), [fred()?, fred()?], planter.clone()),
+        LockEntry::boxed(
+            Role::Driver(Deadpool),
+            [deadpool()?, deadpool()?],
+            planter.clone(),
+        ),
+        LockEntry::boxed(Role::Rslock, [rslock()?, rslock()?], planter),
     ])
 }
 

@@ -1,4 +1,5 @@
-//! The workloads, each run as one time-bounded slice: `seq`, `par` and `contended`.
+//! The workloads, each run as one time-bounded slice: `seq`, `par` and `contended` here,
+//! and the waiting ones (`open`, `handoff`, `crashed`) in `waits`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -30,6 +31,12 @@ pub(crate) enum Workload {
     Par,
     /// [`CONTENDED_TASKS`] tasks on one name, each holding it for [`HOLD`].
     Contended,
+    /// Poisson arrivals at half the lock's capacity on one name, from two managers.
+    Open,
+    /// From a release to the grant of a waiter in another manager.
+    HandOff,
+    /// From the expiry of a crashed holder's keys to a waiter's grant.
+    Crashed,
 }
 
 impl Workload {
@@ -38,7 +45,25 @@ impl Workload {
             Self::Seq => "seq",
             Self::Par => "par",
             Self::Contended => "contended",
+            Self::Open => "open",
+            Self::HandOff => "handoff",
+            Self::Crashed => "crashed",
         }
+    }
+
+    /// Every workload, in report order.
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Seq,
+        Self::Par,
+        Self::Contended,
+        Self::Open,
+        Self::HandOff,
+        Self::Crashed,
+    ];
+
+    /// Whether only lock libraries run it (a floor cannot wait for a held key).
+    pub(crate) fn waits(self) -> bool {
+        !matches!(self, Self::Seq | Self::Par)
     }
 }
 

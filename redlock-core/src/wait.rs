@@ -22,9 +22,19 @@ use crate::scripts::release_channel;
 /// milliseconds.
 const EXPIRY_SLACK: Duration = Duration::from_millis(1);
 
+/// The shortest round trip the early retry after a split vote is scaled from.
+const SPLIT_MIN: Duration = Duration::from_micros(100);
+/// The early retry after a split vote comes within this many of the attempt's round trips.
+const SPLIT_WINDOW: u32 = 4;
+
 /// Acquires the lock in up to `tries` attempts, giving up at `deadline`; stops early when
-/// an attempt's failure cannot pass by retrying. The attempt made right after subscribing
-/// does not count against `tries`: it only closes the gap the subscription opened.
+/// an attempt's failure cannot pass by retrying.
+///
+/// `tries` counts the attempts made when a fallback delay ran out (and the first), so
+/// that a waiter gives up after as many retry delays as a polling one. Attempts a waiter
+/// makes early (right after subscribing, when woken, after a split vote) come on top and
+/// do not count: on a busy lock, every release wakes every waiter, and counting those
+/// would make waiters give up after `tries` releases instead of `tries` delays.
 pub(crate) async fn acquire<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
@@ -38,10 +48,11 @@ pub(crate) async fn acquire<P: Pool>(
         return Err(target.deadline_exceeded(None));
     }
     yield_to_waiters(target, deadline).await;
-    let mut interest: Option<Interest> = None;
-    let mut attempt = 1;
+    let mut wait = Wait::default();
+    let mut counted = 0;
+    let mut counts = true;
     loop {
-        if let Some(interest) = interest.as_mut() {
+        if let Some(interest) = wait.interest.as_mut() {
             interest.mark_seen();
         }
         let refusal = match target.attempt(deadline).await {
@@ -51,45 +62,133 @@ pub(crate) async fn acquire<P: Pool>(
         if passed(deadline) {
             return Err(target.deadline_exceeded(Some(refusal.error)));
         }
-        if attempt >= tries || !refusal.error.is_retryable() {
+        counted += u32::from(counts);
+        if counted >= tries || !refusal.error.is_retryable() {
             return Err(refusal.error);
         }
-        if interest.is_none() && refusal.contended {
-            let (new, live) = listen(target, hub, deadline).await;
-            interest = new;
-            if live {
-                continue;
-            }
+        if wait.interest.is_none()
+            && refusal.contended
+            && listen(target, hub, deadline, &mut wait).await
+        {
+            counts = false;
+            continue;
         }
-        let delay = fallback(target, attempt, &refusal);
-        pause(target, delay, deadline, interest.as_mut(), refusal.error).await?;
-        attempt += 1;
+        wait.plan(target, counted, counts, &refusal);
+        counts = wait.pause(target, deadline, refusal.error).await?;
     }
 }
 
+/// A waiter's state between attempts.
+#[derive(Default)]
+struct Wait {
+    /// The registration on the lock's release channel, once another owner stood in the
+    /// way (and notifications are on).
+    interest: Option<Interest>,
+    /// When the fallback delay runs out: the next counted attempt.
+    fallback_at: Option<Instant>,
+    /// When to try early after a split vote, if sooner than the fallback.
+    early_at: Option<Instant>,
+    /// Whether the last refusal was a split vote.
+    split: bool,
+}
+
+impl Wait {
+    /// Plans the wait after a refusal: a new fallback delay after counted attempt number
+    /// `counted` (if `counts`), else the running one, cut short by when the holder's keys
+    /// expire; and, when waiting for announcements, an early retry after a split vote.
+    fn plan<P: Pool>(&mut self, target: &Target<P>, counted: u32, counts: bool, refusal: &Refusal) {
+        let now = Instant::now();
+        self.fallback_at = match self.fallback_at {
+            Some(at) if !counts => {
+                let frees = refusal.frees_in.map(|f| now + f + EXPIRY_SLACK);
+                Some(frees.map_or(at, |f| f.min(at)))
+            }
+            _ => {
+                let delay = fallback(target, counted, refusal);
+                Some(now.checked_add(delay).unwrap_or(far_future(now)))
+            }
+        };
+        self.early_at = None;
+        if !refusal.split {
+            self.split = false;
+        } else if self.interest.is_some() && !std::mem::replace(&mut self.split, true) {
+            // Waiters woken together may split the nodes so that none gets a quorum; then
+            // nobody holds the lock and no release will be announced. Retry once, at a
+            // random time within a few round trips; a second split in a row (a holder
+            // with a quorum while some node is free looks the same) waits as usual.
+            let window = refusal.took.max(SPLIT_MIN) * SPLIT_WINDOW;
+            self.early_at = Some(now + window.mul_f64(rand::random::<f64>()));
+        }
+    }
+
+    /// Waits for a wake, the early retry, the fallback or the deadline; returns whether
+    /// the next attempt counts (the fallback ran out), or the deadline error.
+    async fn pause<P: Pool>(
+        &mut self,
+        target: &Target<P>,
+        deadline: Option<Instant>,
+        last: Error,
+    ) -> Result<bool> {
+        let fallback_at = self.fallback_at.unwrap_or_else(Instant::now);
+        let Some(interest) = self.interest.as_mut() else {
+            // Polling: a delay that would end past the deadline fails at once, since
+            // nothing could cut it short.
+            if deadline.is_some_and(|d| fallback_at >= d) {
+                return Err(target.deadline_exceeded(Some(last)));
+            }
+            tokio::time::sleep_until(fallback_at).await;
+            return Ok(true);
+        };
+        let early = async {
+            match self.early_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let until_deadline = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = interest.woken() => Ok(false),
+            () = early => Ok(false),
+            () = tokio::time::sleep_until(fallback_at) => Ok(true),
+            () = until_deadline => Err(target.deadline_exceeded(Some(last))),
+        }
+    }
+}
+
+/// A time no wait reaches (a year on), for delays too long to add to `now`.
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(365 * 24 * 3600)
+}
+
 /// Registers an interest in the lock's release channel and waits, within the per-node
-/// timeout and the deadline, until every node's listener settled it; says whether any
+/// timeout and the deadline, until every node's listener settled it; returns whether any
 /// node listens. No interest when notifications are off or there is no runtime.
 async fn listen<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
     deadline: Option<Instant>,
-) -> (Option<Interest>, bool) {
+    wait: &mut Wait,
+) -> bool {
     let settings = target.settings();
     if !settings.options.get_notify_release() {
-        return (None, false);
+        return false;
     }
     let channel = release_channel(target.name());
     let timeout = settings.node_timeout;
-    let Some(mut interest) = hub.register(target.nodes(), &channel, timeout) else {
-        return (None, false);
+    let Some(interest) = hub.register(target.nodes(), &channel, timeout) else {
+        return false;
     };
     let bound = Instant::now() + timeout;
     let bound = deadline.map_or(bound, |d| d.min(bound));
-    let live = tokio::time::timeout_at(bound, interest.subscribed())
+    let interest = wait.interest.insert(interest);
+    tokio::time::timeout_at(bound, interest.subscribed())
         .await
-        .unwrap_or(false);
-    (Some(interest), live)
+        .unwrap_or(false)
 }
 
 /// The delay after failed attempt number `attempt`: the retry delay, capped by when the
@@ -100,36 +199,6 @@ fn fallback<P: Pool>(target: &Target<P>, attempt: u32, refusal: &Refusal) -> Dur
     refusal
         .frees_in
         .map_or(delay, |frees_in| delay.min(frees_in + EXPIRY_SLACK))
-}
-
-/// Waits `delay`, or less when woken, and fails at the deadline. Without an interest, a
-/// delay that would end past the deadline fails at once (nothing could cut it short).
-async fn pause<P: Pool>(
-    target: &Target<P>,
-    delay: Duration,
-    deadline: Option<Instant>,
-    interest: Option<&mut Interest>,
-    last: Error,
-) -> Result<()> {
-    let Some(interest) = interest else {
-        let wake = Instant::now().checked_add(delay);
-        if deadline.is_some_and(|d| wake.is_none_or(|w| w >= d)) {
-            return Err(target.deadline_exceeded(Some(last)));
-        }
-        tokio::time::sleep(delay).await;
-        return Ok(());
-    };
-    let until_deadline = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = interest.woken() => Ok(()),
-        () = tokio::time::sleep(delay) => Ok(()),
-        () = until_deadline => Err(target.deadline_exceeded(Some(last))),
-    }
 }
 
 /// When this manager's last release of the lock woke waiters, gives them the first try:

@@ -262,3 +262,86 @@ async fn notifications_off_publish_nothing_and_subscribe_nothing() {
     assert_eq!(after, before);
     guard.unlock().await.unwrap();
 }
+
+/// On a busy lock every release wakes every waiter; the attempts it makes then do not
+/// count against `tries`, so a waiter gives up after as many retry delays as a polling
+/// one, not after `tries` releases.
+#[tokio::test(start_paused = true)]
+async fn woken_attempts_do_not_count_against_tries() {
+    let pools = warm_pools(3).await;
+    occupy(&pools, ms(60_000));
+    let busy = pools.clone();
+    tokio::spawn(async move {
+        // Ten releases announced, each followed at once by another owner's grant.
+        for _ in 0..10 {
+            tokio::time::sleep(ms(100)).await;
+            for p in &busy {
+                p.publish(&release_channel(KEY));
+            }
+        }
+        tokio::time::sleep(ms(100)).await;
+        busy.iter().for_each(|p| p.expire_now(KEY));
+        for p in &busy {
+            p.publish(&release_channel(KEY));
+        }
+    });
+    let before = calls(&pools);
+    let start = Instant::now();
+    let options = fast().tries(3).retry_delay(ms(30_000), ms(30_000));
+    let guard = mutex(&pools, options).lock().await.unwrap();
+    assert_eq!(start.elapsed(), ms(1_100));
+    // The first attempt, the one after subscribing, ten woken ones and the last.
+    let after: Vec<u64> = before.iter().map(|c| c + 13).collect();
+    assert_eq!(calls(&pools), after);
+    assert_all_hold(&pools, guard.value());
+}
+
+/// A refusal that set some keys but no quorum may be a split vote between waiters, after
+/// which nobody holds the lock and nothing is announced: the waiter retries once, early;
+/// a second split in a row (here: a holder with a quorum while one node is free) waits.
+#[tokio::test(start_paused = true)]
+async fn a_split_vote_is_retried_once_early() {
+    let pools = warm_pools(3).await;
+    pools.iter().for_each(|p| p.set_latency(ms(10)));
+    occupy(&pools[1..], ms(60_000));
+    let before = calls(&pools);
+    let m = mutex(&pools, slow_poll());
+    let waiting = tokio::spawn(async move { m.lock().await });
+    tokio::time::sleep(ms(1_000)).await;
+    assert!(!waiting.is_finished());
+    // Attempt 1, the one after subscribing (a split), the early one (a split again); then
+    // nothing until the 30 s fallback. Node 0 also had each split's key released.
+    let sent: Vec<u64> = calls(&pools)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(sent, [6, 3, 3]);
+    waiting.abort();
+}
+
+/// A release wakes only the longest waiter of a manager (all of them would split the
+/// votes between them): waiters of one manager get the lock in the order they came.
+#[tokio::test(start_paused = true)]
+async fn waiters_of_one_manager_get_the_lock_in_arrival_order() {
+    let pools = warm_pools(3).await;
+    held_elsewhere(&pools, ms(100)).await;
+    let m = mutex(&pools, slow_poll());
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..4_u64)
+        .map(|i| {
+            let (m, order) = (m.clone(), order.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(ms(10 * i)).await;
+                let guard = m.lock().await.unwrap();
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(ms(50)).await;
+                guard.unlock().await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+}

@@ -3,10 +3,12 @@
 //!
 //! A waiter registers an [`Interest`] in a lock's release channel. The first interest in a
 //! channel has every node's listener subscribe it; the last one to leave has them
-//! unsubscribe it. A message on the channel from any node wakes every waiter of that
-//! channel; a listener that failed or missed messages wakes every waiter of every channel
-//! (one of them may have missed its release). Waking is a hint: a waiter still retries
-//! after its fallback delay, and still gives up at its deadline.
+//! unsubscribe it. A message on the channel from any node wakes the channel's longest
+//! waiter in this manager, and only it: waking them all would have them split the nodes'
+//! votes between them, so that none wins. A waiter that leaves with a wake it did not act
+//! on passes it to the next. A listener that failed or missed messages wakes every waiter
+//! of every channel (one of them may have missed its release). Waking is a hint: a waiter
+//! still retries after its fallback delay, and still gives up at its deadline.
 //!
 //! Ownership: the manager's nodes own the [`Hub`]; each listener task holds only weak
 //! handles on the hub and the nodes, and ends when its command channel closes, which
@@ -14,7 +16,8 @@
 
 mod listener;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -39,9 +42,8 @@ struct Shared {
 
 /// One channel that someone waits on.
 struct Entry {
-    waiters: usize,
-    /// Bumped on every wake; each waiter watches it.
-    woken: watch::Sender<u64>,
+    /// The waiters, longest first, each with the counter its wakes bump.
+    waiters: VecDeque<(u64, watch::Sender<u64>)>,
     /// How far the nodes' listeners got with this channel's subscription: a waiter waits
     /// until every node settled it, or its bound runs out.
     subscription: watch::Sender<Subscription>,
@@ -83,12 +85,18 @@ impl Hub {
     ) -> Option<Interest> {
         runtime::check().ok()?;
         let channel: Arc<str> = channel.into();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (woken, subscription, first) = {
             let mut channels = self.shared.channels();
             let entry = channels.entry(channel.clone()).or_insert_with(Entry::new);
-            entry.waiters += 1;
-            let receivers = (entry.woken.subscribe(), entry.subscription.subscribe());
-            (receivers.0, receivers.1, entry.waiters == 1)
+            let (wake, woken) = watch::channel(0);
+            entry.waiters.push_back((id, wake));
+            (
+                woken,
+                entry.subscription.subscribe(),
+                entry.waiters.len() == 1,
+            )
         };
         if first {
             for node in 0..self.shared.listeners.len() {
@@ -100,6 +108,7 @@ impl Hub {
         Some(Interest {
             shared: self.shared.clone(),
             channel,
+            id,
             woken,
             subscription,
         })
@@ -127,17 +136,17 @@ impl Shared {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes the waiters of `channel`.
+    /// Wakes the longest waiter of `channel`.
     fn wake(&self, channel: &str) {
-        if let Some(entry) = self.channels().get(channel) {
-            entry.woken.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some((_, wake)) = self.channels().get(channel).and_then(|e| e.waiters.front()) {
+            bump(wake);
         }
     }
 
-    /// Wakes every waiter.
+    /// Wakes every waiter of every channel.
     fn wake_all(&self) {
         for entry in self.channels().values() {
-            entry.woken.send_modify(|n| *n = n.wrapping_add(1));
+            entry.waiters.iter().for_each(|(_, wake)| bump(wake));
         }
     }
 
@@ -171,14 +180,18 @@ impl Shared {
         self.channels().contains_key(channel)
     }
 
-    /// A waiter of `channel` left; the last one has the listeners unsubscribe it.
-    fn leave(&self, channel: &Arc<str>) {
+    /// Waiter `id` of `channel` left, passing on a wake it did not act on (`pending`);
+    /// the last one has the listeners unsubscribe the channel.
+    fn leave(&self, channel: &Arc<str>, id: u64, pending: bool) {
         let mut channels = self.channels();
         let Some(entry) = channels.get_mut(channel) else {
             return;
         };
-        entry.waiters -= 1;
-        if entry.waiters > 0 {
+        entry.waiters.retain(|(waiter, _)| *waiter != id);
+        if let Some((_, next)) = entry.waiters.front() {
+            if pending {
+                bump(next);
+            }
             return;
         }
         channels.remove(channel);
@@ -190,11 +203,15 @@ impl Shared {
     }
 }
 
+/// Wakes the waiter that watches `wake`.
+fn bump(wake: &watch::Sender<u64>) {
+    wake.send_modify(|n| *n = n.wrapping_add(1));
+}
+
 impl Entry {
     fn new() -> Self {
         Self {
-            waiters: 0,
-            woken: watch::Sender::new(0),
+            waiters: VecDeque::new(),
             subscription: watch::Sender::new(Subscription::default()),
         }
     }
@@ -204,6 +221,7 @@ impl Entry {
 pub(crate) struct Interest {
     shared: Arc<Shared>,
     channel: Arc<str>,
+    id: u64,
     woken: watch::Receiver<u64>,
     subscription: watch::Receiver<Subscription>,
 }
@@ -230,7 +248,7 @@ impl Interest {
     /// Waits for a wake since the last [`Interest::mark_seen`]. Cancel safe.
     pub(crate) async fn woken(&mut self) {
         if self.woken.changed().await.is_err() {
-            // The entry is gone, which cannot happen while this interest lives.
+            // The sender is gone, which cannot happen while this interest lives.
             std::future::pending::<()>().await;
         }
     }
@@ -238,6 +256,44 @@ impl Interest {
 
 impl Drop for Interest {
     fn drop(&mut self) {
-        self.shared.leave(&self.channel);
+        let pending = self.woken.has_changed().unwrap_or(false);
+        self.shared.leave(&self.channel, self.id, pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPool;
+
+    fn is_woken(interest: &Interest) -> bool {
+        interest.woken.has_changed().unwrap_or(false)
+    }
+
+    /// Without nodes, so that only the hub's bookkeeping runs.
+    fn hub_and_nodes() -> (Hub, Arc<Nodes<MemoryPool>>) {
+        (Hub::new(0), Arc::new(Nodes::new(Vec::new())))
+    }
+
+    #[tokio::test]
+    async fn a_release_wakes_the_longest_waiter_and_a_dropped_wake_passes_on() {
+        let (hub, nodes) = hub_and_nodes();
+        let timeout = Duration::from_secs(1);
+        let first = hub.register(&nodes, "c", timeout).unwrap();
+        let mut second = hub.register(&nodes, "c", timeout).unwrap();
+        let third = hub.register(&nodes, "c", timeout).unwrap();
+        hub.shared.wake("c");
+        assert!(is_woken(&first) && !is_woken(&second) && !is_woken(&third));
+        // The first leaves without acting on its wake: the second gets it.
+        drop(first);
+        assert!(is_woken(&second) && !is_woken(&third));
+        // The second acts on it (attempts) and leaves: nothing is passed on.
+        second.mark_seen();
+        drop(second);
+        assert!(!is_woken(&third));
+        hub.shared.wake_all();
+        assert!(is_woken(&third));
+        drop(third);
+        assert!(hub.shared.channels().is_empty());
     }
 }

@@ -188,6 +188,19 @@ impl MemoryPool {
         self.node().published.clone()
     }
 
+    /// Publishes a message on `channel`, as `PUBLISH` would (unless the node is losing
+    /// messages); returns how many subscribers got it.
+    pub fn publish(&self, channel: &str) -> usize {
+        let node = self.node();
+        if node.losing_messages {
+            return 0;
+        }
+        node.subscribers
+            .iter()
+            .filter(|s| s.deliver(channel))
+            .count()
+    }
+
     /// How many open subscriber connections listen to `channel` (`PUBSUB NUMSUB`).
     pub fn subscriptions(&self, channel: &str) -> usize {
         let node = self.node();

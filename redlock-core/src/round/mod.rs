@@ -33,6 +33,11 @@ pub(crate) struct Refusal {
     /// Whether another owner's key stood in the way on some node, so that its release is
     /// worth waiting for.
     pub(crate) contended: bool,
+    /// Whether the attempt set its key on some nodes but not a quorum: a split vote
+    /// between waiters, after which nobody may hold the lock.
+    pub(crate) split: bool,
+    /// How long the attempt's votes took.
+    pub(crate) took: Duration,
 }
 
 impl Refusal {
@@ -41,6 +46,8 @@ impl Refusal {
             error,
             frees_in: None,
             contended: false,
+            split: false,
+            took: Duration::ZERO,
         }
     }
 }
@@ -129,6 +136,7 @@ impl<P: Pool> Target<P> {
         }
         let frees_in = round.tally.frees_in();
         let contended = !round.tally.taken_nodes().is_empty();
+        let split = contended && !round.tally.yes_nodes().is_empty();
         let error = if reached {
             self.validity_exhausted(Action::Acquire, elapsed, &s.ttl)
         } else {
@@ -145,6 +153,8 @@ impl<P: Pool> Target<P> {
             error,
             frees_in,
             contended,
+            split,
+            took: elapsed,
         })
     }
 

@@ -1,0 +1,217 @@
+//! The waiting workloads, each over two lock managers with connections (and, for
+//! redlock-rs, subscribers) of their own, as two processes would have:
+//!
+//! - `open`: lock requests arrive at random (Poisson) times at half the lock's capacity,
+//!   on one name, half through each manager; the wait is from the arrival to the grant.
+//! - `handoff`: one manager holds, the other waits; the time from the release call to the
+//!   waiter's grant, the lock's idle time while a waiter exists.
+//! - `crashed`: a holder that never unlocks (keys set with a 30 ms TTL on every node);
+//!   the time from the keys' expiry to the waiter's grant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use redlock_redis_rs::redis;
+use redlock_redis_rs::redis::aio::MultiplexedConnection;
+
+use crate::measured::Locker;
+use crate::stats::Sample;
+use crate::workload::{HOLD, Slice};
+use crate::{Context as _, Result, fail};
+
+/// The share of the lock's capacity that `open` requests ask for.
+const UTILIZATION: f64 = 0.5;
+/// Uncontended cycles that measure the lock's service time (acquire, hold, release).
+const CALIBRATION_CYCLES: u32 = 20;
+/// How long `open` waits, after the last arrival, for requests still waiting.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long `handoff`'s waiter is given to be refused and start waiting.
+const SETTLE: Duration = Duration::from_millis(10);
+/// The TTL of the crashed holder's keys.
+const CRASHED_TTL: Duration = Duration::from_millis(30);
+/// A wait in `handoff` or `crashed` longer than this counts as failed.
+const WAIT_LIMIT: Duration = Duration::from_secs(5);
+
+/// Direct connections to every node, to plant a crashed holder's keys.
+pub(crate) struct Planter(Vec<MultiplexedConnection>);
+
+impl Planter {
+    pub(crate) async fn connect(urls: &[String]) -> Result<Self> {
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            let client = redis::Client::open(url.as_str()).context(url)?;
+            let conn = client.get_multiplexed_async_connection().await;
+            conns.push(conn.context(url)?);
+        }
+        Ok(Self(conns))
+    }
+
+    /// Sets `key` on every node for `ttl`, as a holder that will never unlock.
+    async fn plant(&self, key: &str, ttl: Duration) -> Result<()> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let sets = self.0.iter().map(|conn| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg("crashed-holder").arg("PX").arg(ms);
+            async move { cmd.query_async::<()>(&mut conn).await }
+        });
+        for set in join_all(sets).await {
+            set.context("plant a crashed holder")?;
+        }
+        Ok(())
+    }
+}
+
+/// `open`: Poisson arrivals at [`UTILIZATION`] of the capacity measured first.
+pub(crate) async fn run_open<L: Locker>(lockers: [Arc<L>; 2], slice: &Slice) -> Result<Sample> {
+    let key: Arc<str> = format!("{}open", slice.prefix).into();
+    let service = calibrate(&*lockers[0], &format!("{}calibrate", slice.prefix)).await?;
+    // Half the rate through each manager.
+    let rate = UTILIZATION / service.as_secs_f64() / 2.0;
+    let start = Instant::now();
+    let deadline = start + slice.duration;
+    let generators = lockers.map(|locker| {
+        let key = key.clone();
+        tokio::spawn(async move { arrivals(locker, key, rate, deadline).await })
+    });
+    let mut total = Sample::new()?;
+    for generator in generators {
+        total.merge_ops(&generator.await??)?;
+    }
+    total.elapsed = slice.duration;
+    Ok(total)
+}
+
+/// The mean time of an uncontended acquire, hold and release.
+async fn calibrate<L: Locker>(locker: &L, key: &str) -> Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..CALIBRATION_CYCLES {
+        let held = locker.acquire(key).await?;
+        tokio::time::sleep(HOLD).await;
+        locker.release(held).await?;
+    }
+    Ok(start.elapsed() / CALIBRATION_CYCLES)
+}
+
+/// Requests through `locker` at Poisson times of `rate` per second until `deadline`;
+/// each one's wait from its arrival time.
+async fn arrivals<L: Locker>(
+    locker: Arc<L>,
+    key: Arc<str>,
+    rate: f64,
+    deadline: Instant,
+) -> Result<Sample> {
+    let mut next = Instant::now();
+    let mut requests = Vec::new();
+    loop {
+        // Exponential gaps: -ln(U) / rate, with U in (0, 1].
+        let u = 1.0 - rand::random::<f64>();
+        next += Duration::from_secs_f64(-u.ln() / rate);
+        if next >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(next.into()).await;
+        let (locker, key) = (locker.clone(), key.clone());
+        let limit = deadline + DRAIN;
+        requests.push(tokio::spawn(request(locker, key, next, limit)));
+    }
+    let mut sample = Sample::new()?;
+    for outcome in join_all(requests).await {
+        match outcome? {
+            Ok(wait) => sample.record(wait)?,
+            Err(waited) => {
+                sample.record_time(waited)?;
+                sample.fail(format!("no grant within {DRAIN:?} after the slice"));
+            }
+        }
+    }
+    Ok(sample)
+}
+
+/// One request that arrived at `arrival`: its wait, or how long it waited before `limit`.
+async fn request<L: Locker>(
+    locker: Arc<L>,
+    key: Arc<str>,
+    arrival: Instant,
+    limit: Instant,
+) -> std::result::Result<Duration, Duration> {
+    let acquired = tokio::time::timeout_at(limit.into(), locker.acquire(&key)).await;
+    let wait = arrival.elapsed();
+    let Ok(Ok(held)) = acquired else {
+        return Err(wait);
+    };
+    tokio::time::sleep(HOLD).await;
+    // A failed release shows as longer waits for the requests after it.
+    drop(locker.release(held).await);
+    Ok(wait)
+}
+
+/// `handoff`: from the holder's release call to the other manager's grant.
+pub(crate) async fn run_handoff<L: Locker>(lockers: [Arc<L>; 2], slice: &Slice) -> Result<Sample> {
+    let key: Arc<str> = format!("{}handoff", slice.prefix).into();
+    let [holder, waiter] = lockers;
+    run_until(slice, || {
+        let (holder, waiter, key) = (holder.clone(), waiter.clone(), key.clone());
+        async move {
+            let held = holder.acquire(&key).await?;
+            let waiting = {
+                let (waiter, key) = (waiter.clone(), key.clone());
+                tokio::spawn(async move {
+                    let held = waiter.acquire(&key).await;
+                    (Instant::now(), held)
+                })
+            };
+            tokio::time::sleep(SETTLE).await;
+            let released = Instant::now();
+            holder.release(held).await?;
+            let granted = tokio::time::timeout(WAIT_LIMIT, waiting).await;
+            let (at, held) = granted.map_err(|_| fail("the waiter was not granted"))??;
+            waiter.release(held?).await?;
+            Ok(at.saturating_duration_since(released))
+        }
+    })
+    .await
+}
+
+/// `crashed`: from the expiry of a crashed holder's keys to the waiter's grant.
+pub(crate) async fn run_crashed<L: Locker>(
+    locker: Arc<L>,
+    planter: Arc<Planter>,
+    slice: &Slice,
+) -> Result<Sample> {
+    let key: Arc<str> = format!("{}crashed", slice.prefix).into();
+    run_until(slice, || {
+        let (locker, planter, key) = (locker.clone(), planter.clone(), key.clone());
+        async move {
+            // Taken before the keys are set, so the expiry is never later than this says.
+            let expires = Instant::now() + CRASHED_TTL;
+            planter.plant(&key, CRASHED_TTL).await?;
+            let held = tokio::time::timeout(WAIT_LIMIT, locker.acquire(&key)).await;
+            let granted = Instant::now();
+            let held = held.map_err(|_| fail("the waiter was not granted"))??;
+            locker.release(held).await?;
+            Ok(granted.saturating_duration_since(expires))
+        }
+    })
+    .await
+}
+
+/// Runs `once` again and again until the slice ends, recording what each run measured;
+/// a failed run counts as a failure.
+async fn run_until<F, Fut>(slice: &Slice, mut once: F) -> Result<Sample>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Duration>>,
+{
+    let mut sample = Sample::new()?;
+    let start = Instant::now();
+    while start.elapsed() < slice.duration {
+        match once().await {
+            Ok(took) => sample.record(took)?,
+            Err(e) => sample.fail(e),
+        }
+    }
+    sample.elapsed = start.elapsed();
+    Ok(sample)
+}
