@@ -51,6 +51,9 @@ pub(crate) async fn acquire<P: Pool>(
     let mut wait = Wait::default();
     let mut counted = 0;
     let mut counts = true;
+    if tries > 1 && queue_behind(target, hub, deadline, &mut wait).await {
+        counts = wait.pause(target, deadline, None).await?;
+    }
     loop {
         if let Some(interest) = wait.interest.as_mut() {
             interest.mark_seen();
@@ -74,7 +77,7 @@ pub(crate) async fn acquire<P: Pool>(
             continue;
         }
         wait.plan(target, counted, counts, &refusal);
-        counts = wait.pause(target, deadline, refusal.error).await?;
+        counts = wait.pause(target, deadline, Some(refusal.error)).await?;
     }
 }
 
@@ -127,14 +130,14 @@ impl Wait {
         &mut self,
         target: &Target<P>,
         deadline: Option<Instant>,
-        last: Error,
+        last: Option<Error>,
     ) -> Result<bool> {
         let fallback_at = self.fallback_at.unwrap_or_else(Instant::now);
         let Some(interest) = self.interest.as_mut() else {
             // Polling: a delay that would end past the deadline fails at once, since
             // nothing could cut it short.
             if deadline.is_some_and(|d| fallback_at >= d) {
-                return Err(target.deadline_exceeded(Some(last)));
+                return Err(target.deadline_exceeded(last));
             }
             tokio::time::sleep_until(fallback_at).await;
             return Ok(true);
@@ -155,7 +158,7 @@ impl Wait {
             () = interest.woken() => Ok(false),
             () = early => Ok(false),
             () = tokio::time::sleep_until(fallback_at) => Ok(true),
-            () = until_deadline => Err(target.deadline_exceeded(Some(last))),
+            () = until_deadline => Err(target.deadline_exceeded(last)),
         }
     }
 }
@@ -163,6 +166,30 @@ impl Wait {
 /// A time no wait reaches (a year on), for delays too long to add to `now`.
 fn far_future(now: Instant) -> Instant {
     now + Duration::from_secs(365 * 24 * 3600)
+}
+
+/// When other waiters of this manager already wait for the lock, joins them at the back
+/// of the queue instead of racing them: their woken attempts and ours would split the
+/// nodes' votes, and a newcomer would overtake those who came first. Plans the first
+/// wait (the first retry delay); returns whether it queued.
+async fn queue_behind<P: Pool>(
+    target: &Target<P>,
+    hub: &Hub,
+    deadline: Option<Instant>,
+    wait: &mut Wait,
+) -> bool {
+    let channel = release_channel(target.name());
+    if !target.settings().options.get_notify_release() || !hub.has_waiters(&channel) {
+        return false;
+    }
+    if !listen(target, hub, deadline, wait).await {
+        wait.interest = None;
+        return false;
+    }
+    let now = Instant::now();
+    let delay = target.retry_delay(1);
+    wait.fallback_at = Some(now.checked_add(delay).unwrap_or(far_future(now)));
+    true
 }
 
 /// Registers an interest in the lock's release channel and waits, within the per-node

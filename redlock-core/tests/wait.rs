@@ -345,3 +345,35 @@ async fn waiters_of_one_manager_get_the_lock_in_arrival_order() {
     }
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
 }
+
+/// A newcomer that finds waiters of its manager queued for the lock joins them at the
+/// back without an attempt of its own (it would race them and split the votes).
+#[tokio::test(start_paused = true)]
+async fn a_newcomer_queues_behind_its_managers_waiters_without_racing_them() {
+    let pools = warm_pools(3).await;
+    held_elsewhere(&pools, ms(100)).await;
+    let m = mutex(&pools, slow_poll());
+    let first = m.clone();
+    let first = tokio::spawn(async move {
+        let guard = first.lock().await.unwrap();
+        tokio::time::sleep(ms(50)).await;
+        guard.unlock().await.unwrap();
+        Instant::now()
+    });
+    tokio::time::sleep(ms(10)).await;
+    let before = calls(&pools);
+    let newcomer = tokio::spawn(async move {
+        let guard = m.lock().await.unwrap();
+        (Instant::now(), guard)
+    });
+    tokio::time::sleep(ms(50)).await;
+    assert_eq!(
+        calls(&pools),
+        before,
+        "the newcomer sent an attempt while queued"
+    );
+    let released = first.await.unwrap();
+    let (granted, guard) = newcomer.await.unwrap();
+    assert_eq!(granted, released);
+    assert_all_hold(&pools, guard.value());
+}

@@ -75,6 +75,11 @@ impl Hub {
         }
     }
 
+    /// Whether some waiter of this manager waits on `channel` now.
+    pub(crate) fn has_waiters(&self, channel: &str) -> bool {
+        self.shared.is_wanted(channel)
+    }
+
     /// Registers a waiter on `channel`, starting the listeners of `nodes` (which own this
     /// hub) on first use; `timeout` bounds each of their calls. `None` off a runtime.
     pub(crate) fn register<P: Pool>(
