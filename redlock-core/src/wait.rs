@@ -178,8 +178,10 @@ async fn queue_behind<P: Pool>(
     deadline: Option<Instant>,
     wait: &mut Wait,
 ) -> bool {
-    let channel = release_channel(target.name());
-    if !target.settings().options.get_notify_release() || !hub.has_waiters(&channel) {
+    if !target.settings().options.get_notify_release() || hub.is_idle() {
+        return false;
+    }
+    if !hub.has_waiters(&release_channel(target.name())) {
         return false;
     }
     if !listen(target, hub, deadline, wait).await {

@@ -17,7 +17,7 @@
 mod listener;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub(crate) struct Hub {
 /// What the hub, its interests and its listeners share.
 struct Shared {
     channels: Mutex<HashMap<Arc<str>, Entry>>,
+    /// How many channels someone waits on: read without the lock, so that an acquire
+    /// with nobody waiting pays nothing to learn it.
+    waited: AtomicUsize,
     /// Each node's listener, started with the first interest.
     listeners: Box<[OnceLock<mpsc::UnboundedSender<Command>>]>,
 }
@@ -68,11 +71,17 @@ impl Hub {
         let listeners = (0..nodes).map(|_| OnceLock::new()).collect();
         let shared = Shared {
             channels: Mutex::new(HashMap::new()),
+            waited: AtomicUsize::new(0),
             listeners,
         };
         Self {
             shared: Arc::new(shared),
         }
+    }
+
+    /// Whether any waiter of this manager waits on any channel now; lock-free.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.shared.waited.load(Ordering::Relaxed) == 0
     }
 
     /// Whether some waiter of this manager waits on `channel` now.
@@ -94,7 +103,10 @@ impl Hub {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (woken, subscription, first) = {
             let mut channels = self.shared.channels();
-            let entry = channels.entry(channel.clone()).or_insert_with(Entry::new);
+            let entry = channels.entry(channel.clone()).or_insert_with(|| {
+                self.shared.waited.fetch_add(1, Ordering::Relaxed);
+                Entry::new()
+            });
             let (wake, woken) = watch::channel(0);
             entry.waiters.push_back((id, wake));
             (
@@ -200,6 +212,7 @@ impl Shared {
             return;
         }
         channels.remove(channel);
+        self.waited.fetch_sub(1, Ordering::Relaxed);
         drop(channels);
         for listener in self.listeners.iter().filter_map(OnceLock::get) {
             // A listener that ended has nothing subscribed.
