@@ -165,8 +165,13 @@ pub(crate) async fn run_handoff<L: Locker>(lockers: [Arc<L>; 2], slice: &Slice) 
             tokio::time::sleep(SETTLE).await;
             let released = Instant::now();
             holder.release(held).await?;
-            let granted = tokio::time::timeout(WAIT_LIMIT, waiting).await;
-            let (at, held) = granted.map_err(|_| fail("the waiter was not granted"))??;
+            let mut waiting = waiting;
+            let Ok(granted) = tokio::time::timeout(WAIT_LIMIT, &mut waiting).await else {
+                // It must not take the lock in a later round.
+                waiting.abort();
+                return Err(fail("the waiter was not granted"));
+            };
+            let (at, held) = granted?;
             waiter.release(held?).await?;
             Ok(at.saturating_duration_since(released))
         }
@@ -184,7 +189,8 @@ pub(crate) async fn run_crashed<L: Locker>(
     run_until(slice, || {
         let (locker, planter, key) = (locker.clone(), planter.clone(), key.clone());
         async move {
-            // Taken before the keys are set, so the expiry is never later than this says.
+            // Taken before the keys are set: they expire no earlier than this, so the wait
+            // measured from here is never shorter than the real one.
             let expires = Instant::now() + CRASHED_TTL;
             planter.plant(&key, CRASHED_TTL).await?;
             let held = tokio::time::timeout(WAIT_LIMIT, locker.acquire(&key)).await;

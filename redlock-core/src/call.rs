@@ -115,8 +115,9 @@ impl<P: Pool> Call<P> {
 }
 
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
-/// A release that reached waiters has the nodes hold this process back from the lock
-/// for about twice the call's round trip, so that a waiter's attempt gets there first.
+/// A release that reached waiters has the nodes hold this lock manager back from the
+/// lock for about twice the call's round trip, so that a waiter's attempt gets there
+/// first.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let start = Instant::now();
     let vote = read_vote(call.run(node).await, call.tag);
@@ -154,22 +155,30 @@ fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
             Vote::Taken(Some(Duration::from_millis(ms)))
         }
         Ok(Reply::Int(echo)) if echo == tag => Vote::Yes,
-        // Released, and the release reached this many subscribers.
-        Ok(Reply::Array(items)) if matches!(items[..], [Reply::Int(echo), Reply::Int(1..)] if echo == tag) => {
-            Vote::YesHeard
-        }
-        // A connection out of step with its calls: retryable, and a new connection fixes
-        // it if it goes on.
-        Ok(Reply::Int(_)) => Vote::Failed(ConnError::new(
-            ConnErrorKind::Connection,
-            "the reply belongs to another call: the connection handed on a late reply",
-        )),
-        Ok(other) => {
-            let message = format!("unexpected script reply {other:?}");
-            Vote::Failed(ConnError::new(ConnErrorKind::Protocol, message))
-        }
+        Ok(Reply::Array(items)) => match items[..] {
+            // Released, and the release reached subscribers.
+            [Reply::Int(echo), Reply::Int(1..)] if echo == tag => Vote::YesHeard,
+            [Reply::Int(_), Reply::Int(_)] => out_of_step(),
+            _ => unexpected(&Reply::Array(items)),
+        },
+        Ok(Reply::Int(_)) => out_of_step(),
+        Ok(other) => unexpected(&other),
         Err(e) => Vote::Failed(e),
     }
+}
+
+/// A connection out of step with its calls handed on another call's reply: retryable,
+/// and a new connection fixes it if it goes on.
+fn out_of_step() -> Vote {
+    Vote::Failed(ConnError::new(
+        ConnErrorKind::Connection,
+        "the reply belongs to another call: the connection handed on a late reply",
+    ))
+}
+
+fn unexpected(reply: &Reply) -> Vote {
+    let message = format!("unexpected script reply {reply:?}");
+    Vote::Failed(ConnError::new(ConnErrorKind::Protocol, message))
 }
 
 #[cfg(test)]
@@ -201,6 +210,12 @@ mod tests {
             let vote = read_vote(Ok(Reply::Int(stale)), 31);
             assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
         }
+        let heard = |tag, n| Ok(Reply::Array(vec![Reply::Int(tag), Reply::Int(n)]));
+        assert!(matches!(read_vote(heard(31, 2), 31), Vote::YesHeard));
+        let stale = read_vote(heard(30, 2), 31);
+        assert!(matches!(stale, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
+        let odd = read_vote(Ok(Reply::Array(vec![Reply::Int(31)])), 31);
+        assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
         for odd in [Reply::Nil, Reply::Data(b"31".to_vec())] {
             let vote = read_vote(Ok(odd), 31);
             assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));

@@ -116,10 +116,10 @@ pub trait Pool: Send + Sync + 'static {
     /// Opens a new pub/sub connection to this node, for release notifications. The default
     /// reports [`ConnErrorKind::Unsupported`], and waiters then poll.
     ///
-    /// Optional. The core opens at most one per node and lock manager at a time, only
-    /// while someone waits, and opens a new one when the last fails (see the
-    /// [`Subscriber`](crate::Subscriber) contract). Like building a pool, it must not hand out a connection
-    /// that replays anything.
+    /// Optional. The core opens at most one per node and lock manager at a time, when
+    /// someone first waits, keeps it until it fails or the manager is dropped, and opens
+    /// a new one when it fails (see the [`Subscriber`](crate::Subscriber) contract).
+    /// Like building a pool, it must not hand out a connection that replays anything.
     ///
     /// # Errors
     ///

@@ -67,6 +67,14 @@ impl<P: Pool> Mutex<P> {
     /// Acquires the lock, making up to [`Options::tries`] attempts with the retry delay
     /// between them.
     ///
+    /// When another owner holds the lock, the wait between attempts ends early when the
+    /// lock frees: the waiter listens on the lock's release channel (with
+    /// [`Options::notify_release`], the default, and a driver that has a subscriber), is
+    /// woken by the release, in turn with this manager's other waiters, and tries again at
+    /// once; such attempts come on top of the tries. A call that finds this manager's
+    /// waiters already queued for the lock joins the queue without an attempt of its own.
+    /// The delay after a refusal is also cut short to when the holder's keys expire.
+    ///
     /// An attempt sets the key, with a fresh value, on every node at once, each call
     /// bounded by the per-node timeout; it only creates keys, never takes one over. It
     /// succeeds when a quorum agreed and validity is left after subtracting the time taken
@@ -95,7 +103,7 @@ impl<P: Pool> Mutex<P> {
         Ok(Guard::new(self.target.clone(), held))
     }
 
-    /// Makes one attempt to acquire the lock.
+    /// Makes one attempt to acquire the lock, at once: it neither waits nor queues.
     ///
     /// # Errors
     ///
@@ -117,9 +125,10 @@ impl<P: Pool> Mutex<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::DeadlineExceeded`] when the deadline passes first, or would pass during the
-    /// next retry delay; its source is the failure of the attempt the deadline ended or
-    /// cut short. Otherwise as [`Mutex::lock`].
+    /// [`Error::DeadlineExceeded`] when the deadline passes first; when polling (no
+    /// release notifications), also as soon as it would pass during the next retry delay,
+    /// since nothing could end that delay early. Its source is the failure of the attempt
+    /// the deadline ended or cut short, if any. Otherwise as [`Mutex::lock`].
     ///
     /// # Cancel safety
     ///

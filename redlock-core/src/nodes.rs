@@ -2,6 +2,7 @@
 //! health.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -89,24 +90,48 @@ const HAND_OFF_MIN: Duration = Duration::from_millis(1);
 const HAND_OFF_MAX: Duration = Duration::from_millis(50);
 
 /// The locks this manager released to waiters, and until when it leaves them alone.
-#[derive(Debug, Default)]
-struct HandOffs(Mutex<HashMap<Arc<str>, Instant>>);
+#[derive(Debug)]
+struct HandOffs {
+    windows: Mutex<HashMap<Arc<str>, Instant>>,
+    /// When the latest window ends, in nanoseconds after `origin`: read without the
+    /// lock, so that an acquire with no hand-off under way pays nothing to learn it.
+    latest: AtomicU64,
+    origin: Instant,
+}
+
+impl Default for HandOffs {
+    fn default() -> Self {
+        Self {
+            windows: Mutex::new(HashMap::new()),
+            latest: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+}
 
 impl HandOffs {
     fn note(&self, key: &str, window: Duration) {
-        let until = Instant::now() + window.clamp(HAND_OFF_MIN, HAND_OFF_MAX);
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
+        let until = now + window.clamp(HAND_OFF_MIN, HAND_OFF_MAX);
+        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         // Windows that passed are dropped here, so the map stays as small as the locks
         // being handed off right now.
         map.retain(|_, until| *until > now);
         map.insert(key.into(), until);
+        self.latest.fetch_max(self.nanos(until), Ordering::Relaxed);
     }
 
     fn until(&self, key: &str) -> Option<Instant> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(key)
-            .copied()
-            .filter(|until| *until > Instant::now())
+        let now = Instant::now();
+        if self.latest.load(Ordering::Relaxed) <= self.nanos(now) {
+            return None;
+        }
+        let map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key).copied().filter(|until| *until > now)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since).unwrap_or(u64::MAX)
     }
 }

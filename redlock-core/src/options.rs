@@ -129,7 +129,11 @@ impl Options {
         self
     }
 
-    /// How many attempts [`Mutex::lock`](crate::Mutex::lock) makes. Default: 32. At least 1.
+    /// How many attempts [`Mutex::lock`](crate::Mutex::lock) makes after a retry delay ran
+    /// out (counting the first), so how many delays it waits before it gives up. Default:
+    /// 32. At least 1. A waiter woken by a release (see
+    /// [`Options::notify_release`]) makes attempts in between, which do not count: on a
+    /// busy lock they would use up the tries in as many releases.
     pub fn tries(mut self, tries: u32) -> Self {
         self.tries = tries;
         self
@@ -226,7 +230,7 @@ impl Options {
 
     /// Announce each release on the lock's channel
     /// ([`scripts::release_channel`](crate::scripts::release_channel): `PUBLISH
-    /// redlock:released:NAME NAME` from the release script), and have waiters listen on
+    /// redlock:released:NAME TAG:SHA1` from the release script), and have waiters listen on
     /// it, through the driver's [`Subscriber`](crate::Subscriber), so that they retry as
     /// soon as the lock frees instead of only after their retry delay. Default: true.
     ///

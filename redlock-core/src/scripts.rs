@@ -64,7 +64,7 @@ pub const LOCK: Script = Script {
 pub const UNLOCK: Script = Script {
     name: "unlock",
     source: include_str!("lua/unlock.lua"),
-    sha1: "ba94f7cf59e6ee88cfb5e649efcf9f06700482e2",
+    sha1: "beaa39911b92f5c48e6d8af60995ab24f6b45d08",
 };
 
 /// What [`LOCK`] may do to the key: its mode argument.
@@ -163,8 +163,10 @@ impl<'a> UnlockArgs<'a> {
     }
 }
 
-/// The channel a release of the lock `name` is published on (the message is the name):
-/// `redlock:released:` + the name. Subscribe to it to learn when the lock frees.
+/// The channel a release of the lock `name` is published on: `redlock:released:` + the
+/// name. The message is `TAG:SHA1`, the release call's tag and the SHA1 (hex) of the
+/// released value: the same on every node for one release, never the value itself.
+/// Subscribe to it to learn when the lock frees.
 pub fn release_channel(name: &str) -> String {
     format!("{RELEASE_CHANNEL_PREFIX}{name}")
 }

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use crate::conn::ConnError;
+use crate::conn_error::ConnError;
 
 /// A pub/sub connection to one node, driven by one core task at a time.
 ///
@@ -29,7 +29,10 @@ use crate::conn::ConnError;
 ///    new one. A client that reconnects and re-subscribes on its own returns
 ///    [`Notice::Missed`] after each reconnect instead (messages published while it was
 ///    away are gone).
-/// 5. It never blocks the thread, and nothing it prints contains a password.
+/// 5. **A connection that goes silent fails in the end** (TCP keepalive, or the client's
+///    own health checks): the core cannot tell a quiet channel from a dead link, and
+///    until the subscriber fails its waiters are woken only by their fallback delays.
+/// 6. It never blocks the thread, and nothing it prints contains a password.
 ///
 /// The core bounds every call with the lock's per-node timeout, and treats a notification
 /// as a hint only: a waiter never relies on one arriving.
@@ -66,8 +69,15 @@ pub trait Subscriber: Send + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notice {
-    /// A message was published on this channel (the payload does not matter).
-    Message(String),
+    /// A message was published on `channel`. The core reads the payload the lock's
+    /// release script publishes (one release's messages on several nodes carry the same
+    /// payload, and wake a waiter once); any other payload wakes a waiter too.
+    Message {
+        /// The channel.
+        channel: String,
+        /// The message, as published.
+        payload: Vec<u8>,
+    },
     /// Messages may have been missed (a buffer overflowed, the client reconnected by
     /// itself): the core wakes every waiter of the node, which then tries again.
     Missed,

@@ -33,8 +33,9 @@ const SPLIT_WINDOW: u32 = 4;
 /// `tries` counts the attempts made when a fallback delay ran out (and the first), so
 /// that a waiter gives up after as many retry delays as a polling one. Attempts a waiter
 /// makes early (right after subscribing, when woken, after a split vote) come on top and
-/// do not count: on a busy lock, every release wakes every waiter, and counting those
-/// would make waiters give up after `tries` releases instead of `tries` delays.
+/// do not count: on a busy lock, a waiter is woken by release after release, and counting
+/// those would make it give up after `tries` releases instead of `tries` delays. One
+/// attempt (`tries` 1, `try_lock`) is made at once, with no wait of any kind.
 pub(crate) async fn acquire<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
@@ -47,7 +48,9 @@ pub(crate) async fn acquire<P: Pool>(
     if passed(deadline) {
         return Err(target.deadline_exceeded(None));
     }
-    yield_to_waiters(target, deadline).await;
+    if tries > 1 {
+        yield_to_waiters(target, deadline).await;
+    }
     let mut wait = Wait::default();
     let mut counted = 0;
     let mut counts = true;
@@ -59,7 +62,14 @@ pub(crate) async fn acquire<P: Pool>(
             interest.mark_seen();
         }
         let refusal = match target.attempt(deadline).await {
-            Ok(held) => return Ok(held),
+            Ok(held) => {
+                // Wakes that came during the attempt were for the release it won on:
+                // passing them on would send the next waiter to a held lock.
+                if let Some(interest) = wait.interest.as_mut() {
+                    interest.mark_seen();
+                }
+                return Ok(held);
+            }
             Err(refusal) => refusal,
         };
         if passed(deadline) {
@@ -93,6 +103,8 @@ struct Wait {
     early_at: Option<Instant>,
     /// Whether the last refusal was a split vote.
     split: bool,
+    /// Listening failed in this call: poll to its end.
+    polls: bool,
 }
 
 impl Wait {
@@ -103,7 +115,9 @@ impl Wait {
         let now = Instant::now();
         self.fallback_at = match self.fallback_at {
             Some(at) if !counts => {
-                let frees = refusal.frees_in.map(|f| now + f + EXPIRY_SLACK);
+                let frees = refusal
+                    .frees_in
+                    .and_then(|f| now.checked_add(f + EXPIRY_SLACK));
                 Some(frees.map_or(at, |f| f.min(at)))
             }
             _ => {
@@ -154,11 +168,14 @@ impl Wait {
                 None => std::future::pending().await,
             }
         };
+        // In this order when several are ready, so that whether the next attempt counts
+        // does not depend on chance.
         tokio::select! {
+            biased;
+            () = until_deadline => Err(target.deadline_exceeded(last)),
+            () = tokio::time::sleep_until(fallback_at) => Ok(true),
             () = interest.woken() => Ok(false),
             () = early => Ok(false),
-            () = tokio::time::sleep_until(fallback_at) => Ok(true),
-            () = until_deadline => Err(target.deadline_exceeded(last)),
         }
     }
 }
@@ -185,7 +202,6 @@ async fn queue_behind<P: Pool>(
         return false;
     }
     if !listen(target, hub, deadline, wait).await {
-        wait.interest = None;
         return false;
     }
     let now = Instant::now();
@@ -195,8 +211,11 @@ async fn queue_behind<P: Pool>(
 }
 
 /// Registers an interest in the lock's release channel and waits, within the per-node
-/// timeout and the deadline, until every node's listener settled it; returns whether any
-/// node listens. No interest when notifications are off or there is no runtime.
+/// timeout and the deadline, until enough nodes listen that every quorum of the holder's
+/// nodes includes one (N - quorum + 1), or every node's listener settled it. Keeps the
+/// interest and returns true when any node listens; otherwise (no subscriber, the server
+/// refused the subscription, notifications off, no runtime) the waiter polls, as it did
+/// before there were notifications, for the rest of this call.
 async fn listen<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
@@ -204,20 +223,28 @@ async fn listen<P: Pool>(
     wait: &mut Wait,
 ) -> bool {
     let settings = target.settings();
-    if !settings.options.get_notify_release() {
+    if wait.polls || !settings.options.get_notify_release() {
         return false;
     }
     let channel = release_channel(target.name());
     let timeout = settings.node_timeout;
-    let Some(interest) = hub.register(target.nodes(), &channel, timeout) else {
+    let Some(mut interest) = hub.register(target.nodes(), &channel, timeout) else {
+        wait.polls = true;
         return false;
     };
     let bound = Instant::now() + timeout;
     let bound = deadline.map_or(bound, |d| d.min(bound));
-    let interest = wait.interest.insert(interest);
-    tokio::time::timeout_at(bound, interest.subscribed())
+    let enough = target.node_count() - settings.quorum + 1;
+    let subscribed = interest.subscribed(enough);
+    if tokio::time::timeout_at(bound, subscribed)
         .await
         .unwrap_or(false)
+    {
+        wait.interest = Some(interest);
+        return true;
+    }
+    wait.polls = true;
+    false
 }
 
 /// The delay after failed attempt number `attempt`: the retry delay, capped by when the

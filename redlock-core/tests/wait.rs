@@ -214,16 +214,23 @@ async fn without_a_subscriber_waiters_poll_as_before() {
 }
 
 /// A release that woke waiters holds its own manager back for about two round trips, so
-/// that a waiter's attempt gets there first; one that woke nobody does not.
+/// that a waiter's attempt gets there first; one that woke nobody does not. (`try_lock`
+/// never waits; the lock below tries twice and polls, so that its refusal shows when its
+/// attempt went out.)
 #[tokio::test(start_paused = true)]
 async fn a_release_that_woke_waiters_gives_them_the_first_try() {
     let pools = warm_pools(3).await;
     pools.iter().for_each(|p| p.set_latency(ms(5)));
-    let m = mutex(&pools, fast());
+    let ours = manager(&pools, fast());
+    let m = ours.mutex(KEY).unwrap();
+    let polling = fast().tries(2).notify_release(false);
+    let again = ours
+        .mutex_with(KEY, polling.retry_delay(ms(30_000), ms(30_000)))
+        .unwrap();
     // Nobody waits: a new attempt goes out at once.
     m.lock().await.unwrap().unlock().await.unwrap();
     let start = Instant::now();
-    let guard = m.try_lock().await.unwrap();
+    let guard = m.lock().await.unwrap();
     assert_eq!(start.elapsed(), ms(5));
     // A waiter elsewhere: the release reaches it, and this manager waits 2 × 5 ms.
     let waiter = mutex(&elsewhere(&pools), slow_poll());
@@ -231,9 +238,13 @@ async fn a_release_that_woke_waiters_gives_them_the_first_try() {
     tokio::time::sleep(ms(100)).await;
     guard.unlock().await.unwrap();
     let start = Instant::now();
-    let err = m.try_lock().await.unwrap_err();
-    assert!(err.is_taken(), "{err}");
-    assert_eq!(start.elapsed(), ms(10 + 5));
+    let err = again.lock_until(start + ms(100)).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(
+        start.elapsed(),
+        ms(10 + 5),
+        "sent after the hand-off window"
+    );
     let theirs = waiting.await.unwrap();
     assert_all_hold(&pools, theirs.value());
 }
@@ -263,9 +274,9 @@ async fn notifications_off_publish_nothing_and_subscribe_nothing() {
     guard.unlock().await.unwrap();
 }
 
-/// On a busy lock every release wakes every waiter; the attempts it makes then do not
-/// count against `tries`, so a waiter gives up after as many retry delays as a polling
-/// one, not after `tries` releases.
+/// On a busy lock a waiter is woken by release after release; the attempts it makes
+/// then do not count against `tries`, so it gives up after as many retry delays as a
+/// polling one, not after `tries` releases.
 #[tokio::test(start_paused = true)]
 async fn woken_attempts_do_not_count_against_tries() {
     let pools = warm_pools(3).await;
@@ -273,16 +284,16 @@ async fn woken_attempts_do_not_count_against_tries() {
     let busy = pools.clone();
     tokio::spawn(async move {
         // Ten releases announced, each followed at once by another owner's grant.
-        for _ in 0..10 {
+        for release in 0..10 {
             tokio::time::sleep(ms(100)).await;
             for p in &busy {
-                p.publish(&release_channel(KEY));
+                p.publish(&release_channel(KEY), &format!("{release}"));
             }
         }
         tokio::time::sleep(ms(100)).await;
         busy.iter().for_each(|p| p.expire_now(KEY));
         for p in &busy {
-            p.publish(&release_channel(KEY));
+            p.publish(&release_channel(KEY), "last");
         }
     });
     let before = calls(&pools);

@@ -124,7 +124,7 @@ impl DeadpoolPool {
 
     /// Has waiters of this node woken by release announcements, heard on pub/sub
     /// connections opened through `client`, outside the pool (one at a time per lock
-    /// manager, only while someone waits). Pools built from a URL have this already;
+    /// manager, from when someone first waits). Pools built from a URL have this already;
     /// without it, waiters poll. Give it the pool's own connection settings.
     #[must_use]
     pub fn with_subscriber(mut self, client: redis::Client) -> Self {

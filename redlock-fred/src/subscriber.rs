@@ -11,9 +11,11 @@ use crate::map_error;
 
 /// A pub/sub client for one node: the pool client's configuration (address, credentials,
 /// TLS, Sentinel or Cluster, connection settings) with one connection attempt and no
-/// reconnect policy, so that a failed or dropped connection ends it and the lock core opens a new one and subscribes again.
-/// fred reads the messages in its own task into a broadcast channel; one that overflows
-/// before they are read is reported as [`Notice::Missed`], which wakes every waiter.
+/// reconnect policy, so that a failed or dropped connection ends it and the lock core
+/// opens a new one and subscribes again. fred reads the messages in its own task into a
+/// broadcast channel; one that overflows before they are read is reported as
+/// [`Notice::Missed`], which wakes every waiter. Its connection settings include the TCP
+/// keepalive of the pools this crate builds, so a silent link fails in the end.
 pub(crate) struct FredSubscriber {
     client: Client,
     /// fred's connection task, aborted on drop; it ends when the connection does.
@@ -86,7 +88,10 @@ impl Subscriber for FredSubscriber {
         } = self;
         tokio::select! {
             message = messages.recv() => match message {
-                Ok(message) => Ok(Notice::Message(message.channel.to_string())),
+                Ok(message) => Ok(Notice::Message {
+                    channel: message.channel.to_string(),
+                    payload: message.value.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+                }),
                 Err(RecvError::Lagged(_)) => Ok(Notice::Missed),
                 Err(RecvError::Closed) => Err(closed()),
             },

@@ -194,8 +194,8 @@ where
     }
 
     /// Has waiters of this node woken by release announcements, heard on pub/sub
-    /// connections opened through `client` (one at a time per lock manager, only while
-    /// someone waits). Pools built from a URL or client have this already; without it,
+    /// connections opened through `client` (one at a time per lock manager, from when
+    /// someone first waits). Pools built from a URL or client have this already; without it,
     /// waiters poll. The client's response timeout does not matter here.
     #[must_use]
     pub fn with_subscriber(mut self, client: redis::Client) -> Self {

@@ -53,7 +53,10 @@ impl Subscriber for RedisSubscriber {
     /// Cancel safe: it only receives from redis-rs's channel.
     async fn next(&mut self) -> Result<Notice, ConnError> {
         match self.stream.next().await {
-            Some(message) => Ok(Notice::Message(message.get_channel_name().to_owned())),
+            Some(message) => Ok(Notice::Message {
+                channel: message.get_channel_name().to_owned(),
+                payload: message.get_payload_bytes().to_vec(),
+            }),
             // The connection's reader ended: the socket closed or failed.
             None => Err(ConnError::new(
                 ConnErrorKind::Connection,

@@ -79,8 +79,8 @@ impl<P: Pool> Listener<P> {
                 Event::Command(Some(Command::Unsubscribe(channel))) => {
                     self.unsubscribe(channel).await;
                 }
-                Event::Heard(Ok(Notice::Message(channel))) => {
-                    self.with_shared(|s| s.wake(&channel));
+                Event::Heard(Ok(Notice::Message { channel, payload })) => {
+                    self.with_shared(|s| s.wake(&channel, &payload));
                 }
                 Event::Heard(Ok(Notice::Missed)) => {
                     self.with_shared(Shared::wake_all);

@@ -3,22 +3,25 @@
 //!
 //! A waiter registers an [`Interest`] in a lock's release channel. The first interest in a
 //! channel has every node's listener subscribe it; the last one to leave has them
-//! unsubscribe it. A message on the channel from any node wakes the channel's longest
-//! waiter in this manager, and only it: waking them all would have them split the nodes'
-//! votes between them, so that none wins. A waiter that leaves with a wake it did not act
-//! on passes it to the next. A listener that failed or missed messages wakes every waiter
+//! unsubscribe it. A release announced on the channel wakes the channel's longest waiter
+//! in this manager, once however many nodes announce it, and only that waiter: waking
+//! them all would have them split the nodes' votes between them, so that none wins. A
+//! waiter that leaves with a wake it did not act on passes it to the next. A listener that failed or missed messages wakes every waiter
 //! of every channel (one of them may have missed its release). Waking is a hint: a waiter
 //! still retries after its fallback delay, and still gives up at its deadline.
 //!
-//! Ownership: the manager's nodes own the [`Hub`]; each listener task holds only weak
-//! handles on the hub and the nodes, and ends when its command channel closes, which
-//! happens when the manager and every interest are gone.
+//! Ownership: the manager ([`Redlock`](crate::Redlock), and each of its mutexes) holds the
+//! [`Hub`]; each listener task holds only weak handles on the hub and the nodes, and ends
+//! when its command channel closes, which happens when the manager and every interest
+//! are gone. A listener opens its node's subscriber when someone first waits and keeps it
+//! until it fails or the manager goes; channels are subscribed only while someone waits.
+//! Its calls are bounded by the per-node timeout of the lock that started it.
 
 mod listener;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -40,13 +43,16 @@ struct Shared {
     /// with nobody waiting pays nothing to learn it.
     waited: AtomicUsize,
     /// Each node's listener, started with the first interest.
-    listeners: Box<[OnceLock<mpsc::UnboundedSender<Command>>]>,
+    listeners: Box<[Mutex<Option<mpsc::UnboundedSender<Command>>>]>,
 }
 
 /// One channel that someone waits on.
 struct Entry {
     /// The waiters, longest first, each with the counter its wakes bump.
     waiters: VecDeque<(u64, watch::Sender<u64>)>,
+    /// The last release that woke a waiter: the same release announced by another node
+    /// wakes nobody again.
+    last_release: Option<Vec<u8>>,
     /// How far the nodes' listeners got with this channel's subscription: a waiter waits
     /// until every node settled it, or its bound runs out.
     subscription: watch::Sender<Subscription>,
@@ -68,7 +74,7 @@ enum Command {
 
 impl Hub {
     pub(crate) fn new(nodes: usize) -> Self {
-        let listeners = (0..nodes).map(|_| OnceLock::new()).collect();
+        let listeners = (0..nodes).map(|_| Mutex::new(None)).collect();
         let shared = Shared {
             channels: Mutex::new(HashMap::new()),
             waited: AtomicUsize::new(0),
@@ -89,8 +95,9 @@ impl Hub {
         self.shared.is_wanted(channel)
     }
 
-    /// Registers a waiter on `channel`, starting the listeners of `nodes` (which own this
-    /// hub) on first use; `timeout` bounds each of their calls. `None` off a runtime.
+    /// Registers a waiter on `channel`, starting the listeners of `nodes` (the manager's,
+    /// whose hub this is) on first use; `timeout` bounds each of their calls. `None` off a
+    /// runtime.
     pub(crate) fn register<P: Pool>(
         &self,
         nodes: &Arc<Nodes<P>>,
@@ -115,10 +122,11 @@ impl Hub {
                 entry.waiters.len() == 1,
             )
         };
-        if first {
-            for node in 0..self.shared.listeners.len() {
-                let sender = self.listener(nodes, node, timeout);
-                // A listener that ended (its runtime shut down) leaves polling.
+        for node in 0..self.shared.listeners.len() {
+            // A listener started now subscribes every wanted channel by itself.
+            let (sender, started) = self.listener(nodes, node, timeout);
+            if first && !started {
+                // It ended in between (its runtime shut down): the next waiter restarts it.
                 sender.send(Command::Subscribe(channel.clone())).ok();
             }
         }
@@ -131,31 +139,44 @@ impl Hub {
         })
     }
 
-    /// Node `node`'s listener, started if it was not.
+    /// Node `node`'s listener, and whether it was started now: on first use, or again
+    /// when the last one ended (the runtime it ran on shut down while the manager lived
+    /// on, as a manager shared by several tests does).
     fn listener<P: Pool>(
         &self,
         nodes: &Arc<Nodes<P>>,
         node: usize,
         timeout: Duration,
-    ) -> &mpsc::UnboundedSender<Command> {
-        let slot = &self.shared.listeners[node];
-        slot.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let task = listener::Listener::new(node, nodes, &self.shared, rx, timeout);
-            tokio::spawn(task.run());
-            tx
-        })
+    ) -> (mpsc::UnboundedSender<Command>, bool) {
+        let mut slot = lock(&self.shared.listeners[node]);
+        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return (sender.clone(), false);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = listener::Listener::new(node, nodes, &self.shared, rx, timeout);
+        tokio::spawn(task.run());
+        *slot = Some(tx.clone());
+        (tx, true)
     }
 }
 
 impl Shared {
     fn channels(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
-        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.channels)
     }
 
-    /// Wakes the longest waiter of `channel`.
-    fn wake(&self, channel: &str) {
-        if let Some((_, wake)) = self.channels().get(channel).and_then(|e| e.waiters.front()) {
+    /// Wakes the longest waiter of `channel`, unless `release` already woke one (each
+    /// node announces the same release).
+    fn wake(&self, channel: &str, release: &[u8]) {
+        let mut channels = self.channels();
+        let Some(entry) = channels.get_mut(channel) else {
+            return;
+        };
+        if entry.last_release.as_deref() == Some(release) {
+            return;
+        }
+        entry.last_release = Some(release.to_vec());
+        if let Some((_, wake)) = entry.waiters.front() {
             bump(wake);
         }
     }
@@ -214,11 +235,17 @@ impl Shared {
         channels.remove(channel);
         self.waited.fetch_sub(1, Ordering::Relaxed);
         drop(channels);
-        for listener in self.listeners.iter().filter_map(OnceLock::get) {
-            // A listener that ended has nothing subscribed.
-            listener.send(Command::Unsubscribe(channel.clone())).ok();
+        for slot in &self.listeners {
+            if let Some(listener) = lock(slot).as_ref() {
+                // A listener that ended has nothing subscribed.
+                listener.send(Command::Unsubscribe(channel.clone())).ok();
+            }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Wakes the waiter that watches `wake`.
@@ -230,6 +257,7 @@ impl Entry {
     fn new() -> Self {
         Self {
             waiters: VecDeque::new(),
+            last_release: None,
             subscription: watch::Sender::new(Subscription::default()),
         }
     }
@@ -251,14 +279,13 @@ impl Interest {
         self.woken.borrow_and_update();
     }
 
-    /// Waits until every node's listener has subscribed the channel or given up on it;
-    /// returns whether any node listens. The caller bounds it in time.
-    pub(crate) async fn subscribed(&mut self) -> bool {
+    /// Waits until `enough` nodes listen on the channel, or every node's listener has
+    /// subscribed it or given up on it; returns whether any node listens. The caller
+    /// bounds it in time.
+    pub(crate) async fn subscribed(&mut self, enough: usize) -> bool {
         let nodes = self.shared.listeners.len();
-        let settled = self
-            .subscription
-            .wait_for(|s| s.settled.len() >= nodes)
-            .await;
+        let done = |s: &Subscription| s.live.len() >= enough || s.settled.len() >= nodes;
+        let settled = self.subscription.wait_for(done).await;
         // An error means the entry is gone, which cannot happen while this interest lives.
         settled.is_ok_and(|s| !s.live.is_empty())
     }
@@ -300,8 +327,12 @@ mod tests {
         let first = hub.register(&nodes, "c", timeout).unwrap();
         let mut second = hub.register(&nodes, "c", timeout).unwrap();
         let third = hub.register(&nodes, "c", timeout).unwrap();
-        hub.shared.wake("c");
+        hub.shared.wake("c", b"1:a");
         assert!(is_woken(&first) && !is_woken(&second) && !is_woken(&third));
+        // The same release announced by another node wakes nobody else.
+        second.mark_seen();
+        hub.shared.wake("c", b"1:a");
+        assert!(!is_woken(&second) && !is_woken(&third));
         // The first leaves without acting on its wake: the second gets it.
         drop(first);
         assert!(is_woken(&second) && !is_woken(&third));

@@ -188,16 +188,16 @@ impl MemoryPool {
         self.node().published.clone()
     }
 
-    /// Publishes a message on `channel`, as `PUBLISH` would (unless the node is losing
+    /// Publishes `payload` on `channel`, as `PUBLISH` would (unless the node is losing
     /// messages); returns how many subscribers got it.
-    pub fn publish(&self, channel: &str) -> usize {
+    pub fn publish(&self, channel: &str, payload: &str) -> usize {
         let node = self.node();
         if node.losing_messages {
             return 0;
         }
-        node.subscribers
-            .iter()
-            .filter(|s| s.deliver(channel))
+        let reached = node.subscribers.iter();
+        reached
+            .filter(|s| s.deliver(channel, payload.as_bytes()))
             .count()
     }
 

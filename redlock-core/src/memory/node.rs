@@ -143,13 +143,12 @@ impl Node {
                     return echo(args.tag);
                 }
                 let channel = format!("{}{key}", args.channel_prefix);
+                let release = release_payload(args.tag, args.value);
                 let heard = if self.losing_messages {
                     0
                 } else {
-                    self.subscribers
-                        .iter()
-                        .filter(|s| s.deliver(&channel))
-                        .count()
+                    let reached = self.subscribers.iter();
+                    reached.filter(|s| s.deliver(&channel, &release)).count()
                 };
                 self.published.push(channel);
                 match i64::try_from(heard) {
@@ -182,6 +181,15 @@ impl Node {
         self.data.insert(key.to_owned(), entry);
         echo(args.tag)
     }
+}
+
+/// What a release announces: the tag and a digest of the value, as the script does (the
+/// script's digest is SHA1; any digest tells one release from another here).
+fn release_payload(tag: &str, value: &str) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    format!("{tag}:{:016x}", hasher.finish()).into_bytes()
 }
 
 /// The scripts' success reply: the tag as a number (`tonumber`), nil if it is none.

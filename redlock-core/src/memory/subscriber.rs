@@ -28,9 +28,13 @@ impl Link {
         self.is_open() && lock(&self.channels).contains(channel)
     }
 
-    /// Delivers a message on `channel`; whether it was delivered.
-    pub(super) fn deliver(&self, channel: &str) -> bool {
-        self.listens_to(channel) && self.notices.send(Notice::Message(channel.into())).is_ok()
+    /// Delivers `payload` on `channel`; whether it was delivered.
+    pub(super) fn deliver(&self, channel: &str, payload: &[u8]) -> bool {
+        let message = || Notice::Message {
+            channel: channel.into(),
+            payload: payload.into(),
+        };
+        self.listens_to(channel) && self.notices.send(message()).is_ok()
     }
 }
 

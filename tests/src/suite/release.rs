@@ -34,17 +34,25 @@ fn next_message(con: &mut redis::Connection) -> String {
     }
 }
 
-/// An unlock publishes the lock's name on its channel, `redlock:released:NAME`, on every
-/// node it deleted the key from; with `notify_release(false)` it publishes nothing (the
-/// next message a subscriber gets is the test's own marker).
+/// An unlock announces itself on the lock's channel, `redlock:released:NAME`, on every
+/// node it deleted the key from, with one message for the release, `TAG:SHA1` (the call's
+/// tag and the SHA1 of the value; never the value); with `notify_release(false)` it
+/// publishes nothing (the next message a subscriber gets is the test's own marker).
 pub async fn release_is_published_on_the_lock_channel<P: Pool>(factory: &impl Factory<P>) {
     let c = Testbed::start(3, quick(5_000), factory, "release_published");
     let name = c.key("lock");
     let mut subscribers: Vec<redis::Connection> = (0..3).map(|i| subscribe(&c, i, &name)).collect();
-    c.cycle(&name).await;
-    for sub in &mut subscribers {
-        assert_eq!(next_message(sub), name);
-    }
+    let guard = c.redlock.lock(&name).await.expect("lock");
+    let digest = sha1_smol::Sha1::from(guard.value()).digest().to_string();
+    guard.unlock().await.expect("unlock");
+    let messages: Vec<String> = subscribers.iter_mut().map(next_message).collect();
+    let (tag, sha1) = messages[0].split_once(':').expect("TAG:SHA1");
+    assert!(tag.parse::<u64>().is_ok_and(|t| t > 0), "{messages:?}");
+    assert_eq!(sha1, digest, "the SHA1 of the released value");
+    assert!(
+        messages.iter().all(|m| *m == messages[0]),
+        "one message per release: {messages:?}"
+    );
 
     let quiet: Redlock<P> = manager(&c.fleet, quick(5_000).notify_release(false), factory);
     let guard = quiet.lock(&name).await.expect("lock");
