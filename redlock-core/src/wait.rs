@@ -120,10 +120,7 @@ impl Wait {
                     .and_then(|f| now.checked_add(f + EXPIRY_SLACK));
                 Some(frees.map_or(at, |f| f.min(at)))
             }
-            _ => {
-                let delay = fallback(target, counted, refusal);
-                Some(now.checked_add(delay).unwrap_or(far_future(now)))
-            }
+            _ => Some(later(now, fallback(target, counted, refusal))),
         };
         self.early_at = None;
         if !refusal.split {
@@ -180,9 +177,10 @@ impl Wait {
     }
 }
 
-/// A time no wait reaches (a year on), for delays too long to add to `now`.
-fn far_future(now: Instant) -> Instant {
-    now + Duration::from_secs(365 * 24 * 3600)
+/// `delay` after `now`, or a year on (a time no wait reaches) for a delay too long to add.
+fn later(now: Instant, delay: Duration) -> Instant {
+    let year = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(delay).unwrap_or(now + year)
 }
 
 /// When other waiters of this manager already wait for the lock, joins them at the back
@@ -204,9 +202,7 @@ async fn queue_behind<P: Pool>(
     if !listen(target, hub, deadline, wait).await {
         return false;
     }
-    let now = Instant::now();
-    let delay = target.retry_delay(1);
-    wait.fallback_at = Some(now.checked_add(delay).unwrap_or(far_future(now)));
+    wait.fallback_at = Some(later(Instant::now(), target.retry_delay(1)));
     true
 }
 
