@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::leases::LeasePlan;
+use crate::open::ChildPlan;
 use crate::run::Plan;
 use crate::workload::Workload;
 use crate::{Result, fail};
@@ -40,6 +41,8 @@ pub(crate) struct Args {
     pub(crate) profile: Option<(String, u64)>,
     /// `leases ...`: the lease run instead of the benchmark.
     pub(crate) leases: Option<LeasePlan>,
+    /// `open-child ...`: the second process of an `open` slice (started by the benchmark).
+    pub(crate) open_child: Option<ChildPlan>,
 }
 
 /// Options as given, before defaults are filled in.
@@ -57,6 +60,7 @@ struct Given {
     profile: Option<String>,
     cycles: Option<u64>,
     leases: Option<LeasePlan>,
+    open_child: Option<ChildPlan>,
 }
 
 /// Parses the process's arguments.
@@ -87,6 +91,7 @@ pub(crate) fn parse() -> Result<Args> {
         plan,
         profile,
         leases: given.leases,
+        open_child: given.open_child,
     })
 }
 
@@ -97,6 +102,9 @@ fn read(mut parser: lexopt::Parser) -> Result<Given> {
     while let Some(arg) = parser.next()? {
         match arg {
             Value(mode) if first && mode == "leases" => g.leases = Some(leases(&mut parser)?),
+            Value(mode) if first && mode == "open-child" => {
+                g.open_child = Some(open_child(&mut parser)?);
+            }
             Long("quick") => g.quick = true,
             Long("rounds") => g.rounds = Some(parser.value()?.parse()?),
             Long("contended-rounds") => g.contended_rounds = Some(parser.value()?.parse()?),
@@ -142,6 +150,33 @@ fn leases(parser: &mut lexopt::Parser) -> Result<LeasePlan> {
         ));
     }
     Ok(plan)
+}
+
+/// The options of `open-child`, which the benchmark writes itself (`ChildPlan::args`).
+fn open_child(parser: &mut lexopt::Parser) -> Result<ChildPlan> {
+    use lexopt::prelude::*;
+    let (mut contender, mut urls, mut key, mut rate, mut duration) = (None, None, None, None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("contender") => contender = Some(parser.value()?.string()?),
+            Long("urls") => urls = Some(list(&parser.value()?.string()?)),
+            Long("key") => key = Some(parser.value()?.string()?),
+            Long("rate") => rate = Some(parser.value()?.parse::<f64>()?),
+            Long("slice-ms") => duration = Some(millis(parser)?),
+            _ => return Err(fail(format!("open-child: {}", arg.unexpected()))),
+        }
+    }
+    let missing = || fail("open-child needs --contender, --urls, --key, --rate and --slice-ms");
+    let rate = rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(missing)?;
+    Ok(ChildPlan {
+        contender: contender.ok_or_else(missing)?,
+        urls: urls.ok_or_else(missing)?,
+        key: key.ok_or_else(missing)?,
+        rate,
+        duration: duration.ok_or_else(missing)?,
+    })
 }
 
 fn millis(parser: &mut lexopt::Parser) -> Result<Duration> {
@@ -202,6 +237,22 @@ mod tests {
         assert!(parse(&["leases", "--quick"]).is_err());
         assert!(parse(&["--quick", "leases"]).is_err());
         assert!(parse(&["leases", "--count", "0"]).is_err());
+    }
+
+    #[test]
+    fn open_child_reads_back_the_arguments_the_parent_writes() {
+        let plan = ChildPlan {
+            contender: "redlock-fred".into(),
+            urls: vec!["redis://127.0.0.1:1/".into(), "redis://127.0.0.1:2/".into()],
+            key: "rlbench:open".into(),
+            rate: 123.5,
+            duration: Duration::from_millis(800),
+        };
+        let args = plan.args();
+        let given = read(lexopt::Parser::from_args(args.iter().map(String::as_str))).unwrap();
+        assert_eq!(given.open_child, Some(plan));
+        let bad = ["open-child", "--contender", "rslock", "--rate", "0"];
+        assert!(read(lexopt::Parser::from_args(bad)).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 
 use crate::Result;
 use crate::measured::{AsCycle, Cycle, Locker};
+use crate::open::{self, Peer};
 use crate::stats::Sample;
 use crate::waits::{self, Planter};
 use crate::workload::{self, Slice, Workload};
@@ -118,17 +119,30 @@ pub(crate) struct LockEntry<L> {
     cycles: Arc<AsCycle<L>>,
     lockers: [Arc<L>; 2],
     planter: Arc<Planter>,
+    /// How the `open` workload's second process builds the same contender.
+    peer: Peer,
 }
 
 impl<L: Locker> LockEntry<L> {
-    pub(crate) fn boxed(role: Role, lockers: [L; 2], planter: Arc<Planter>) -> Box<dyn Entry> {
+    /// The contender `role` as `lockers`, over the nodes at `urls`.
+    pub(crate) fn boxed(
+        role: Role,
+        lockers: [L; 2],
+        planter: Arc<Planter>,
+        urls: &[String],
+    ) -> Box<dyn Entry> {
         let lockers = lockers.map(Arc::new);
         let cycles = Arc::new(AsCycle(lockers[0].clone()));
+        let peer = Peer {
+            contender: role.key(),
+            urls: urls.to_vec(),
+        };
         Box::new(Self {
             role,
             cycles,
             lockers,
             planter,
+            peer,
         })
     }
 }
@@ -146,7 +160,7 @@ impl<L: Locker> Entry for LockEntry<L> {
         let [first, _] = &self.lockers;
         match workload {
             Workload::Contended => Box::pin(workload::run_contended(first.clone(), slice)),
-            Workload::Open => Box::pin(waits::run_open(self.lockers.clone(), slice)),
+            Workload::Open => Box::pin(open::run_open(first.clone(), &self.peer, slice)),
             Workload::HandOff => Box::pin(waits::run_handoff(self.lockers.clone(), slice)),
             Workload::Crashed => Box::pin(waits::run_crashed(
                 first.clone(),

@@ -23,6 +23,7 @@ mod floor;
 mod leases;
 mod locks;
 mod measured;
+mod open;
 mod profile;
 mod report;
 mod run;
@@ -72,6 +73,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     if let Some(plan) = &args.leases {
         return leases::run(plan);
+    }
+    if let Some(plan) = &args.open_child {
+        return open::run_child(plan);
     }
     let started = Instant::now();
     let plan = &args.plan;

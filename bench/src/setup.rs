@@ -56,14 +56,21 @@ pub(crate) async fn entries(urls: &[String]) -> Result<Vec<Box<dyn Entry>>> {
             Role::Driver(RedisRs),
             [redis_rs()?, redis_rs()?],
             planter.clone(),
+            urls,
         ),
-        LockEntry::boxed(Role::Driver(Fred), [fred()?, fred()?], planter.clone()),
+        LockEntry::boxed(
+            Role::Driver(Fred),
+            [fred()?, fred()?],
+            planter.clone(),
+            urls,
+        ),
         LockEntry::boxed(
             Role::Driver(Deadpool),
             [deadpool()?, deadpool()?],
             planter.clone(),
+            urls,
         ),
-        LockEntry::boxed(Role::Rslock, [rslock()?, rslock()?], planter),
+        LockEntry::boxed(Role::Rslock, [rslock()?, rslock()?], planter, urls),
     ])
 }
 

@@ -1,8 +1,6 @@
-//! The waiting workloads, each over two lock managers with connections (and, for
-//! redlock-rs, subscribers) of their own, as two processes would have:
+//! Two of the waiting workloads (`open`, with its second process, is in `open`), each over
+//! two lock managers with connections (and, for redlock-rs, subscribers) of their own:
 //!
-//! - `open`: lock requests arrive at random (Poisson) times at half the lock's capacity,
-//!   on one name, half through each manager; the wait is from the arrival to the grant.
 //! - `handoff`: one manager holds, the other waits; the time from the release call to the
 //!   waiter's grant, the lock's idle time while a waiter exists.
 //! - `crashed`: a holder that never unlocks (keys set with a 30 ms TTL on every node);
@@ -17,15 +15,9 @@ use redlock_redis_rs::redis::aio::MultiplexedConnection;
 
 use crate::measured::Locker;
 use crate::stats::Sample;
-use crate::workload::{HOLD, Slice};
+use crate::workload::Slice;
 use crate::{Context as _, Result, fail};
 
-/// The share of the lock's capacity that `open` requests ask for.
-const UTILIZATION: f64 = 0.5;
-/// Uncontended cycles that measure the lock's service time (acquire, hold, release).
-const CALIBRATION_CYCLES: u32 = 20;
-/// How long `open` waits, after the last arrival, for requests still waiting.
-const DRAIN: Duration = Duration::from_secs(5);
 /// How long `handoff`'s waiter is given to be refused and start waiting.
 const SETTLE: Duration = Duration::from_millis(10);
 /// The TTL of the crashed holder's keys.
@@ -61,90 +53,6 @@ impl Planter {
         }
         Ok(())
     }
-}
-
-/// `open`: Poisson arrivals at [`UTILIZATION`] of the capacity measured first.
-pub(crate) async fn run_open<L: Locker>(lockers: [Arc<L>; 2], slice: &Slice) -> Result<Sample> {
-    let key: Arc<str> = format!("{}open", slice.prefix).into();
-    let service = calibrate(&*lockers[0], &format!("{}calibrate", slice.prefix)).await?;
-    // Half the rate through each manager.
-    let rate = UTILIZATION / service.as_secs_f64() / 2.0;
-    let start = Instant::now();
-    let deadline = start + slice.duration;
-    let generators = lockers.map(|locker| {
-        let key = key.clone();
-        tokio::spawn(async move { arrivals(locker, key, rate, deadline).await })
-    });
-    let mut total = Sample::new()?;
-    for generator in generators {
-        total.merge_ops(&generator.await??)?;
-    }
-    total.elapsed = slice.duration;
-    Ok(total)
-}
-
-/// The mean time of an uncontended acquire, hold and release.
-async fn calibrate<L: Locker>(locker: &L, key: &str) -> Result<Duration> {
-    let start = Instant::now();
-    for _ in 0..CALIBRATION_CYCLES {
-        let held = locker.acquire(key).await?;
-        tokio::time::sleep(HOLD).await;
-        locker.release(held).await?;
-    }
-    Ok(start.elapsed() / CALIBRATION_CYCLES)
-}
-
-/// Requests through `locker` at Poisson times of `rate` per second until `deadline`;
-/// each one's wait from its arrival time.
-async fn arrivals<L: Locker>(
-    locker: Arc<L>,
-    key: Arc<str>,
-    rate: f64,
-    deadline: Instant,
-) -> Result<Sample> {
-    let mut next = Instant::now();
-    let mut requests = Vec::new();
-    loop {
-        // Exponential gaps: -ln(U) / rate, with U in (0, 1].
-        let u = 1.0 - rand::random::<f64>();
-        next += Duration::from_secs_f64(-u.ln() / rate);
-        if next >= deadline {
-            break;
-        }
-        tokio::time::sleep_until(next.into()).await;
-        let (locker, key) = (locker.clone(), key.clone());
-        let limit = deadline + DRAIN;
-        requests.push(tokio::spawn(request(locker, key, next, limit)));
-    }
-    let mut sample = Sample::new()?;
-    for outcome in join_all(requests).await {
-        match outcome? {
-            Ok(wait) => sample.record(wait)?,
-            Err(waited) => {
-                sample.record_time(waited)?;
-                sample.fail(format!("no grant within {DRAIN:?} after the slice"));
-            }
-        }
-    }
-    Ok(sample)
-}
-
-/// One request that arrived at `arrival`: its wait, or how long it waited before `limit`.
-async fn request<L: Locker>(
-    locker: Arc<L>,
-    key: Arc<str>,
-    arrival: Instant,
-    limit: Instant,
-) -> std::result::Result<Duration, Duration> {
-    let acquired = tokio::time::timeout_at(limit.into(), locker.acquire(&key)).await;
-    let wait = arrival.elapsed();
-    let Ok(Ok(held)) = acquired else {
-        return Err(wait);
-    };
-    tokio::time::sleep(HOLD).await;
-    // A failed release shows as longer waits for the requests after it.
-    drop(locker.release(held).await);
-    Ok(wait)
 }
 
 /// `handoff`: from the holder's release call to the other manager's grant.
