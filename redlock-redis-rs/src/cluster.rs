@@ -6,7 +6,7 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redlock_core::{Error, Result, redact_url};
 
-use crate::{Rebuild, RedisPool, connection_info, node_address, tcp_settings};
+use crate::{Rebuild, RedisPool, SubscribeVia, connection_info, node_address, tcp_settings};
 
 impl RedisPool<ClusterConnection> {
     /// One Redlock node that is a whole Redis Cluster, found through the seed URLs `urls`
@@ -51,6 +51,14 @@ impl RedisPool<ClusterConnection> {
         };
         let address = format!("{} (cluster)", node_address(first.addr()));
         let tcp = tcp_settings(first.tcp_settings());
+        let seeds = infos
+            .iter()
+            .map(|info| redis::Client::open(info.clone().set_tcp_settings(tcp.clone())));
+        let seeds = seeds
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::Config(format!("cannot set up a client for a cluster seed: {e}"))
+            })?;
         let client = ClusterClientBuilder::new(infos)
             .connection_timeout(Duration::from_secs(1))
             // No replays: a call cut off by a dropped connection may have run already.
@@ -69,7 +77,8 @@ impl RedisPool<ClusterConnection> {
         };
         let conn = connect().ok_or_else(|| Error::Config("no tokio runtime".into()))?;
         let rebuild: Rebuild<ClusterConnection> = Box::new(connect);
-        Ok(Self::build(conn, Some(rebuild)).with_address(address))
+        let pool = Self::build(conn, Some(rebuild)).subscribing_via(SubscribeVia::Clients(seeds));
+        Ok(pool.with_address(address))
     }
 }
 

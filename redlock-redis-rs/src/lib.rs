@@ -61,7 +61,18 @@ pub struct RedisPool<C = ConnectionManager> {
     address: Option<String>,
     /// What pub/sub connections for release notifications are opened through; `None`
     /// leaves waiters polling.
-    subscriber: Option<redis::Client>,
+    subscriber: Option<SubscribeVia>,
+}
+
+/// Where a [`RedisPool`]'s pub/sub connections come from.
+#[derive(Clone)]
+enum SubscribeVia {
+    /// The first of these clients that connects: the node's own client, or a cluster's
+    /// seeds (a cluster passes a message published on any master to every node).
+    Clients(Vec<redis::Client>),
+    /// The master that the Sentinels report now.
+    #[cfg(feature = "sentinel")]
+    Sentinel(SentinelConnection),
 }
 
 /// Makes a new connection to replace one that went silent.
@@ -113,7 +124,7 @@ impl RedisPool {
         let address = node_address(info.addr());
         let client = redis::Client::open(info.set_tcp_settings(tcp))
             .map_err(|e| Error::Config(format!("cannot set up a redis client: {e}")))?;
-        let subscriber = client.clone();
+        let subscriber = SubscribeVia::Clients(vec![client.clone()]);
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -128,7 +139,7 @@ impl RedisPool {
             .map_err(|e| Error::Config(format!("cannot set up a redis connection: {e}")))?;
         let rebuild: Rebuild<ConnectionManager> = Box::new(move || manager().ok());
         let pool = Self::build(conn, Some(rebuild)).with_address(address);
-        Ok(pool.with_subscriber(subscriber))
+        Ok(pool.subscribing_via(subscriber))
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`, `rediss://…` with a TLS
@@ -195,11 +206,17 @@ where
 
     /// Has waiters of this node woken by release announcements, heard on pub/sub
     /// connections opened through `client` (one at a time per lock manager, from when
-    /// someone first waits). Pools built from a URL or client have this already; without it,
-    /// waiters poll. The client's response timeout does not matter here.
+    /// someone first waits). Pools built from a URL, a client, a cluster's seeds or
+    /// Sentinels have this already; without it, waiters poll. The client's response
+    /// timeout does not matter here.
     #[must_use]
     pub fn with_subscriber(mut self, client: redis::Client) -> Self {
-        self.subscriber = Some(client);
+        self.subscriber = Some(SubscribeVia::Clients(vec![client]));
+        self
+    }
+
+    fn subscribing_via(mut self, via: SubscribeVia) -> Self {
+        self.subscriber = Some(via);
         self
     }
 
@@ -255,13 +272,30 @@ where
     }
 
     /// A new pub/sub connection through the client this pool was built from (or given
-    /// with [`RedisPool::with_subscriber`]).
+    /// with [`RedisPool::with_subscriber`]); for a cluster, through the first seed that
+    /// answers; for a Sentinel-managed group, to the master the Sentinels report now.
     async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
-        let Some(client) = &self.subscriber else {
+        let unsupported = || {
             let message = "this pool has no client to open a pub/sub connection with";
-            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
+            ConnError::new(ConnErrorKind::Unsupported, message)
         };
-        Ok(Box::new(RedisSubscriber::open(client).await?))
+        match self.subscriber.as_ref().ok_or_else(unsupported)? {
+            SubscribeVia::Clients(clients) => {
+                let mut last = unsupported();
+                for client in clients {
+                    match RedisSubscriber::open(client).await {
+                        Ok(subscriber) => return Ok(Box::new(subscriber)),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+            #[cfg(feature = "sentinel")]
+            SubscribeVia::Sentinel(sentinel) => {
+                let client = sentinel.master_client().await.map_err(map_error)?;
+                Ok(Box::new(RedisSubscriber::open(&client).await?))
+            }
+        }
     }
 }
 

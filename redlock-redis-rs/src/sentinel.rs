@@ -15,7 +15,7 @@ use redis::{
 use redlock_core::{Error, Result, is_tls_url, redact_url};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::{RedisPool, tcp_settings};
+use crate::{RedisPool, SubscribeVia, tcp_settings};
 
 /// The connection to a Sentinel-managed master: cheap to clone, clones share it. The
 /// master is looked up on the first call and after [`SentinelConnection::forget`].
@@ -55,6 +55,11 @@ impl SentinelConnection {
         Ok(Self {
             shared: Arc::new(shared),
         })
+    }
+
+    /// A client for the master the Sentinels report now, for a pub/sub connection.
+    pub(crate) async fn master_client(&self) -> RedisResult<redis::Client> {
+        self.shared.sentinel.lock().await.async_get_client().await
     }
 
     /// Forgets the master's connection: the next call asks the Sentinels again.
@@ -194,6 +199,8 @@ impl RedisPool<SentinelConnection> {
             Some(forgetting.clone())
         });
         let (name, _) = master_of(service)?;
-        Ok(Self::build(conn, Some(rebuild)).with_address(format!("sentinel service {name}")))
+        let via = SubscribeVia::Sentinel(conn.clone());
+        let pool = Self::build(conn, Some(rebuild)).subscribing_via(via);
+        Ok(pool.with_address(format!("sentinel service {name}")))
     }
 }

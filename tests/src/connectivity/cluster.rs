@@ -252,3 +252,17 @@ pub async fn cluster_down_at_build_time_is_a_failed_vote_until_it_is_back<P: Poo
     };
     guard.unlock().await.expect("unlock");
 }
+
+/// A waiter on a cluster node is woken by the holder's release: the node's subscriber
+/// hears it (Redis Cluster passes a message published on any master to every node).
+pub async fn cluster_node_wakes_its_waiters<P: Pool, Q: Pool>(
+    _factory: &impl Factory<P>,
+    cluster_factory: &impl ClusterFactory<Q>,
+) {
+    let cluster = Fleet::start_cluster(MASTERS)
+        .unwrap_or_else(|e| panic!("cannot start a {MASTERS}-master cluster: {e}"));
+    let urls = cluster.urls();
+    let name = format!("{}wake", unique_prefix("cluster"));
+    let pool = || cluster_factory(&urls).expect("cluster");
+    super::waiter_is_woken_through(pool, &name).await;
+}

@@ -49,6 +49,37 @@ pub(crate) fn options(tries: u32) -> redlock_core::Options {
         )
 }
 
+/// Holds the lock `name` through one manager over the node `pool()` builds, starts a
+/// waiter with a 30 s retry delay in a second manager over another such node, releases
+/// once the waiter has had time to subscribe, and fails unless the waiter gets the lock
+/// within 10 s: only a release announcement heard through the node's subscriber can wake
+/// it that soon.
+pub(crate) async fn waiter_is_woken_through<P: redlock_core::Pool>(
+    pool: impl Fn() -> P,
+    name: &str,
+) {
+    use std::time::Duration;
+    let manager = |options| redlock_core::Redlock::with_options(vec![pool()], options);
+    // A minute of expiry: a waiter that polled would retry when the holder's key expires
+    // (the refusal says when), which must come after the failure timeout.
+    let holder = manager(options(3).expiry(Duration::from_secs(60))).expect("holder's options");
+    let slow = options(100).retry_delay(Duration::from_secs(30), Duration::from_secs(30));
+    let waiter = manager(slow).expect("waiter's options");
+    let held = holder.lock(name).await.expect("the holder locks");
+    let mutex = waiter.mutex(name).expect("name");
+    let waiting = tokio::spawn(async move { mutex.lock().await });
+    // Refused, subscribed and waiting by then (a release before would be caught by the
+    // attempt right after subscribing, and prove nothing).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    held.unlock().await.expect("the holder unlocks");
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiter was not woken by the release (it polls every 30 s)")
+        .expect("waiter task")
+        .expect("the waiter locks");
+    guard.unlock().await.expect("the waiter unlocks");
+}
+
 /// Builds one node's pool from a `rediss://` URL and TLS material: a driver's
 /// `from_url_with_tls`.
 pub trait TlsFactory<P>: Fn(&str, &redlock_core::Tls) -> redlock_core::Result<P> {}
@@ -91,6 +122,7 @@ macro_rules! sentinel_tests {
             sentinel_failover_moves_locking_to_the_new_master,
             sentinel_urls_with_credentials_or_tls_are_refused,
             sentinel_master_credentials_are_used,
+            sentinel_node_wakes_its_waiters,
         );
     };
 }
@@ -120,6 +152,7 @@ macro_rules! cluster_tests {
             cluster_node_follows_a_moved_slot,
             cluster_node_votes_while_a_plain_node_is_down,
             cluster_down_at_build_time_is_a_failed_vote_until_it_is_back,
+            cluster_node_wakes_its_waiters,
         );
     };
 }

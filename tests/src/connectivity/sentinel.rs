@@ -174,3 +174,13 @@ pub async fn sentinel_master_credentials_are_used<P: Pool>(factory: &impl Sentin
     let text = crate::printed(&refused);
     assert!(!text.contains(PASSWORD), "{text}");
 }
+
+/// A waiter on a Sentinel-managed node is woken by the holder's release, heard through a
+/// subscriber on the master the Sentinels report.
+pub async fn sentinel_node_wakes_its_waiters<P: Pool>(factory: &impl SentinelFactory<P>) {
+    let (_fleet, sentinels) = start();
+    let urls = sentinels.urls();
+    let name = format!("{}wake", unique_prefix("sentinel"));
+    let pool = || factory(&urls, SERVICE).expect("a pool over the sentinels");
+    super::waiter_is_woken_through(pool, &name).await;
+}

@@ -16,9 +16,10 @@ use super::{Factory, Testbed, manager, quick};
 /// Far longer than any wake takes on a loaded machine, far shorter than the delay.
 const WAKE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Waiters that would poll every 30 s.
+/// Waiters that would poll every 30 s, and hold for a minute (so that a waiter behind
+/// them that polled would retry only when their keys expire).
 fn slow_poll() -> Options {
-    quick(10_000)
+    quick(60_000)
         .tries(100)
         .retry_delay(Duration::from_secs(30), Duration::from_secs(30))
 }
@@ -52,12 +53,18 @@ async fn await_subscribers<P: Pool>(c: &Testbed<P>, name: &str, n: i64) {
     }
 }
 
+/// The holder's options: a minute of expiry, so that a waiter that polled (it retries
+/// when the holder's key expires, as the refusal says) would come after [`WAKE_LIMIT`].
+fn holding() -> Options {
+    quick(60_000)
+}
+
 /// A waiter with a 30 s retry delay acquires promptly once the holder (another lock
 /// manager, as another process would be) unlocks: the announcement woke it.
 pub async fn waiter_is_woken_when_the_holder_unlocks<P: Pool>(factory: &impl Factory<P>) {
     let c = Testbed::start(3, slow_poll(), factory, "woken_waiter");
     let name = c.key("lock");
-    let holder = manager(&c.fleet, quick(10_000), factory);
+    let holder = manager(&c.fleet, holding(), factory);
     let held = holder.lock(&name).await.expect("holder locks");
     let waiter = c.redlock.mutex(&name).expect("name");
     let waiting = tokio::spawn(async move { waiter.lock().await });
@@ -79,7 +86,7 @@ pub async fn waiter_is_woken_when_the_holder_unlocks<P: Pool>(factory: &impl Fac
 pub async fn waiters_share_one_subscription_and_leave_none<P: Pool>(factory: &impl Factory<P>) {
     let c = Testbed::start(3, slow_poll(), factory, "shared_subscription");
     let name = c.key("lock");
-    let holder = manager(&c.fleet, quick(10_000), factory);
+    let holder = manager(&c.fleet, holding(), factory);
     let held = holder.lock(&name).await.expect("holder locks");
     let waiters: Vec<_> = (0..3)
         .map(|_| {
