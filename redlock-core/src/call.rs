@@ -141,8 +141,7 @@ pub(crate) async fn vote_within<P: Pool>(
 }
 
 pub(crate) fn timed_out(timeout: Duration) -> Vote {
-    let message = format!("no answer within {timeout:?}");
-    Vote::Failed(ConnError::new(ConnErrorKind::Timeout, message))
+    Vote::Failed(ConnError::timed_out(timeout))
 }
 
 fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {

@@ -3,6 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 /// What went wrong talking to one node, as reported by a driver.
 ///
@@ -107,6 +108,14 @@ impl ConnError {
     /// [`ConnErrorKind::description`].
     pub fn caused_by(kind: ConnErrorKind, source: impl StdError + Send + Sync + 'static) -> Self {
         Self::with_source(kind, kind.description(), source)
+    }
+
+    /// The error of a call the core cut short after `timeout`.
+    pub(crate) fn timed_out(timeout: Duration) -> Self {
+        Self::new(
+            ConnErrorKind::Timeout,
+            format!("no answer within {timeout:?}"),
+        )
     }
 
     /// A new error of `kind` with a short, lowercase `message`.

@@ -2,8 +2,8 @@
 //! node, the fallback delay, or the caller's deadline, whichever comes first.
 //!
 //! The wait loop: attempt; when another owner stood in the way, register an interest in
-//! the lock's release channel, wait (bounded) until every node's listener subscribed it,
-//! and attempt once more at once, since a release between the refusal and the
+//! the lock's release channel, wait (bounded) until enough nodes listen on it (see
+//! `listen`), and attempt once more at once, since a release between the refusal and the
 //! subscription went unheard; then wait for the first of a wake, the fallback delay (the
 //! retry delay, capped by when the holder's keys expire, when the nodes said) and the
 //! deadline. A wake is a hint only: the loop never depends on one arriving.
@@ -153,27 +153,23 @@ impl Wait {
             tokio::time::sleep_until(fallback_at).await;
             return Ok(true);
         };
-        let early = async {
-            match self.early_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let until_deadline = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
         // In this order when several are ready, so that whether the next attempt counts
         // does not depend on chance.
         tokio::select! {
             biased;
-            () = until_deadline => Err(target.deadline_exceeded(last)),
+            () = sleep_until_some(deadline) => Err(target.deadline_exceeded(last)),
             () = tokio::time::sleep_until(fallback_at) => Ok(true),
             () = interest.woken() => Ok(false),
-            () = early => Ok(false),
+            () = sleep_until_some(self.early_at) => Ok(false),
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

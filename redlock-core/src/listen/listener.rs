@@ -111,11 +111,7 @@ impl<P: Pool> Listener<P> {
     /// Whether a subscriber should be opened now: someone waits and no failure is fresh.
     fn may_open(&self) -> bool {
         let fresh = self.reopen_at.is_some_and(|at| Instant::now() < at);
-        !fresh
-            && !self.unsupported
-            && self
-                .with_shared(|s| !s.wanted().is_empty())
-                .unwrap_or(false)
+        !fresh && !self.unsupported && self.with_shared(Shared::is_waited).unwrap_or(false)
     }
 
     /// Opens a subscriber and subscribes every wanted channel on it.
@@ -233,13 +229,9 @@ async fn bounded<T>(
     timeout: Duration,
     call: impl Future<Output = Result<T, ConnError>>,
 ) -> Result<T, ConnError> {
-    let timed_out = |_| {
-        let message = format!("no answer within {timeout:?}");
-        Err(ConnError::new(ConnErrorKind::Timeout, message))
-    };
     tokio::time::timeout(timeout, call)
         .await
-        .unwrap_or_else(timed_out)
+        .unwrap_or_else(|_| Err(ConnError::timed_out(timeout)))
 }
 
 fn gone() -> ConnError {

@@ -87,7 +87,7 @@ impl Hub {
 
     /// Whether any waiter of this manager waits on any channel now; lock-free.
     pub(crate) fn is_idle(&self) -> bool {
-        self.shared.waited.load(Ordering::Relaxed) == 0
+        !self.shared.is_waited()
     }
 
     /// Whether some waiter of this manager waits on `channel` now.
@@ -207,6 +207,11 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// Whether someone waits on some channel now; lock-free.
+    fn is_waited(&self) -> bool {
+        self.waited.load(Ordering::Relaxed) > 0
     }
 
     /// The channels someone waits on now.

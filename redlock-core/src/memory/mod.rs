@@ -191,14 +191,7 @@ impl MemoryPool {
     /// Publishes `payload` on `channel`, as `PUBLISH` would (unless the node is losing
     /// messages); returns how many subscribers got it.
     pub fn publish(&self, channel: &str, payload: &str) -> usize {
-        let node = self.node();
-        if node.losing_messages {
-            return 0;
-        }
-        let reached = node.subscribers.iter();
-        reached
-            .filter(|s| s.deliver(channel, payload.as_bytes()))
-            .count()
+        self.node().publish(channel, payload.as_bytes())
     }
 
     /// How many open subscriber connections listen to `channel` (`PUBSUB NUMSUB`).

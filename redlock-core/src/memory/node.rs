@@ -144,12 +144,7 @@ impl Node {
                 }
                 let channel = format!("{}{key}", args.channel_prefix);
                 let release = release_payload(args.tag, args.value);
-                let heard = if self.losing_messages {
-                    0
-                } else {
-                    let reached = self.subscribers.iter();
-                    reached.filter(|s| s.deliver(&channel, &release)).count()
-                };
+                let heard = self.publish(&channel, &release);
                 self.published.push(channel);
                 match i64::try_from(heard) {
                     Ok(heard @ 1..) => Reply::Array(vec![echo(args.tag), Reply::Int(heard)]),
@@ -158,6 +153,16 @@ impl Node {
             }
             Some(_) => Reply::Int(-1),
         }
+    }
+
+    /// Delivers `payload` to the subscribers of `channel` (none while losing messages);
+    /// how many got it.
+    pub(super) fn publish(&self, channel: &str, payload: &[u8]) -> usize {
+        if self.losing_messages {
+            return 0;
+        }
+        let reached = self.subscribers.iter();
+        reached.filter(|s| s.deliver(channel, payload)).count()
     }
 
     fn lock(&mut self, key: &str, args: LockArgs<'_>, now: Instant, until: Instant) -> Reply {
