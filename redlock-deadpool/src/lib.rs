@@ -261,11 +261,8 @@ impl Pool for DeadpoolPool {
     /// A new pub/sub connection outside the pool, through the client built from the
     /// same URL (or given with [`DeadpoolPool::with_subscriber`]).
     async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
-        let Some(client) = &self.subscriber else {
-            let message = "this pool has no client to open a pub/sub connection with";
-            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
-        };
-        Ok(Box::new(RedisSubscriber::open(client).await?))
+        let clients = self.subscriber.as_slice();
+        Ok(Box::new(RedisSubscriber::open_first(clients).await?))
     }
 }
 

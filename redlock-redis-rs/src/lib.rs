@@ -275,27 +275,17 @@ where
     /// with [`RedisPool::with_subscriber`]); for a cluster, through the first seed that
     /// answers; for a Sentinel-managed group, to the master the Sentinels report now.
     async fn subscriber(&self) -> Result<BoxSubscriber, ConnError> {
-        let unsupported = || {
-            let message = "this pool has no client to open a pub/sub connection with";
-            ConnError::new(ConnErrorKind::Unsupported, message)
-        };
-        match self.subscriber.as_ref().ok_or_else(unsupported)? {
-            SubscribeVia::Clients(clients) => {
-                let mut last = unsupported();
-                for client in clients {
-                    match RedisSubscriber::open(client).await {
-                        Ok(subscriber) => return Ok(Box::new(subscriber)),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
+        let subscriber = match &self.subscriber {
+            Some(SubscribeVia::Clients(clients)) => RedisSubscriber::open_first(clients).await?,
             #[cfg(feature = "sentinel")]
-            SubscribeVia::Sentinel(sentinel) => {
+            Some(SubscribeVia::Sentinel(sentinel)) => {
                 let client = sentinel.master_client().await.map_err(map_error)?;
-                Ok(Box::new(RedisSubscriber::open(&client).await?))
+                RedisSubscriber::open(&client).await?
             }
-        }
+            // No client: unsupported, and waiters poll.
+            None => RedisSubscriber::open_first(&[]).await?,
+        };
+        Ok(Box::new(subscriber))
     }
 }
 

@@ -38,6 +38,25 @@ impl RedisSubscriber {
         let (sink, stream) = pubsub.split();
         Ok(Self { sink, stream })
     }
+
+    /// Opens a pub/sub connection through the first of `clients` that connects (a
+    /// cluster's seeds, say; or the one client of a plain node).
+    ///
+    /// # Errors
+    ///
+    /// The last client's [`ConnError`]; [`ConnErrorKind::Unsupported`] when there is no
+    /// client.
+    pub async fn open_first(clients: &[redis::Client]) -> Result<Self, ConnError> {
+        let message = "this pool has no client to open a pub/sub connection with";
+        let mut last = ConnError::new(ConnErrorKind::Unsupported, message);
+        for client in clients {
+            match Self::open(client).await {
+                Ok(subscriber) => return Ok(subscriber),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
 }
 
 #[async_trait]
