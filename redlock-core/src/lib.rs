@@ -57,7 +57,7 @@
 //   and how a reply is read), `nodes` (a manager's nodes), `listen` (a manager's waiters
 //   and each node's listener for release announcements), `tally` (counting votes),
 //   `validity` (pure timing maths), `health` (replacing silent connections).
-//   Fencing tokens (`fence`) belong here.
+//   `fence` (fencing tokens: the fence key, the fence quorum, the resource-side write).
 // - Seam: `conn` (`Pool`, `Conn` and their contract), `conn_error` (what a driver
 //   reports), `boxed` (type-erased pools),
 //   `subscriber` (the optional pub/sub connection for release notifications),
@@ -73,6 +73,7 @@ mod conn;
 mod conn_error;
 mod error;
 mod fan_out;
+pub mod fence;
 mod guard;
 mod health;
 mod lease;

@@ -29,6 +29,10 @@ pub struct Script {
 }
 
 impl Script {
+    pub(crate) const fn new(name: &'static str, source: &'static str, sha1: &'static str) -> Self {
+        Self { name, source, sha1 }
+    }
+
     /// A short name for messages and traces.
     pub fn name(&self) -> &'static str {
         self.name
@@ -66,6 +70,52 @@ pub const UNLOCK: Script = Script {
     source: include_str!("lua/unlock.lua"),
     sha1: "beaa39911b92f5c48e6d8af60995ab24f6b45d08",
 };
+
+/// Sets the key to the value if it is absent and the proposed fencing token is above the
+/// lock's fence on the node, and keeps the token as the fence (see [`crate::fence`]).
+///
+/// `KEYS[1]` key, `KEYS[2]` its fence key ([`crate::fence::key`]); `ARGV` as laid out by
+/// [`FenceArgs`]. Replies the tag (set), or the array `[refused, fence]`: `refused` is 0
+/// when the token is not above the fence, else as [`LOCK`]'s refusal (another value holds
+/// the key); `fence` is the node's fence.
+pub const FENCE: Script = Script::new(
+    "fence",
+    include_str!("lua/fence.lua"),
+    "5982bcde7ac4ed4be200a90f0e1840c21cb06de5",
+);
+
+/// The arguments (`ARGV`) of [`FENCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceArgs<'a> {
+    /// The value that marks the holder.
+    pub value: &'a str,
+    /// The TTL, as a decimal number of milliseconds.
+    pub ttl_ms: &'a str,
+    /// The proposed token, as a decimal number from 1 to 2^53 - 1.
+    pub token: &'a str,
+    /// The call's tag (a decimal number from 1 to 2^53 - 1), returned on success.
+    pub tag: &'a str,
+}
+
+impl<'a> FenceArgs<'a> {
+    /// The arguments in the order the script reads them.
+    pub fn argv(&self) -> [&'a str; 4] {
+        [self.value, self.ttl_ms, self.token, self.tag]
+    }
+
+    /// Reads arguments laid out by [`FenceArgs::argv`].
+    pub fn parse(argv: &[&'a str]) -> Option<Self> {
+        let [value, ttl_ms, token, tag] = argv else {
+            return None;
+        };
+        Some(Self {
+            value,
+            ttl_ms,
+            token,
+            tag,
+        })
+    }
+}
 
 /// What [`LOCK`] may do to the key: its mode argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,9 +239,12 @@ pub const OPTIONAL_ACL_COMMANDS: &[&str] = &["publish"];
 mod tests {
     use super::*;
 
+    /// Every script the crate sends.
+    const ALL: [Script; 4] = [LOCK, UNLOCK, FENCE, crate::fence::FENCED_SET];
+
     #[test]
     fn sha1_constants_match_sources() {
-        for script in [LOCK, UNLOCK] {
+        for script in ALL {
             let digest = sha1_smol::Sha1::from(script.source()).digest().to_string();
             assert_eq!(
                 digest,
@@ -209,7 +262,7 @@ mod tests {
 
     #[test]
     fn acl_commands_cover_every_call_of_the_scripts() {
-        for script in [LOCK, UNLOCK] {
+        for script in ALL {
             for (call, list) in [
                 ("redis.call(", ACL_COMMANDS),
                 ("redis.pcall(", OPTIONAL_ACL_COMMANDS),
