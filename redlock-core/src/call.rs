@@ -2,14 +2,17 @@
 //! the script's arguments and a tag of its own) and how a node's reply is read as a vote.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
+use crate::fence::Token;
 use crate::nodes::Nodes;
-use crate::scripts::{LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs};
+use crate::scripts::{
+    FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs,
+};
 use crate::tally::Vote;
 
 /// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
@@ -30,6 +33,13 @@ enum Op {
     /// Delete it if it holds our value, and announce that on its release channel if
     /// `notify`.
     Unlock { notify: bool },
+    /// Set it with this TTL if it is absent and `token` is above the fence kept in
+    /// `fence_key`.
+    Fence {
+        fence_key: Arc<str>,
+        ttl_ms: Arc<str>,
+        token: Token,
+    },
 }
 
 /// One script call, the same for every node, with the nodes to send it to (so that a
@@ -40,6 +50,8 @@ pub(crate) struct Call<P> {
     value: Arc<str>,
     op: Op,
     tag: i64,
+    /// The largest fence a node reported to a fenced acquire.
+    fence_seen: AtomicU64,
 }
 
 impl<P: Pool> Call<P> {
@@ -65,6 +77,24 @@ impl<P: Pool> Call<P> {
         Self::new(nodes, key, value, Op::Unlock { notify })
     }
 
+    /// Sets `key` on `nodes` with the TTL `ttl_ms` where it is absent and `token` is above
+    /// the fence kept in `fence_key`.
+    pub(crate) fn fence(
+        nodes: Arc<Nodes<P>>,
+        key: Arc<str>,
+        fence_key: Arc<str>,
+        value: Arc<str>,
+        ttl_ms: Arc<str>,
+        token: Token,
+    ) -> Self {
+        let op = Op::Fence {
+            fence_key,
+            ttl_ms,
+            token,
+        };
+        Self::new(nodes, key, value, op)
+    }
+
     fn new(nodes: Arc<Nodes<P>>, key: Arc<str>, value: Arc<str>, op: Op) -> Self {
         let tag = next_tag();
         Self {
@@ -73,7 +103,13 @@ impl<P: Pool> Call<P> {
             value,
             op,
             tag,
+            fence_seen: AtomicU64::new(0),
         }
+    }
+
+    /// The largest fence a node has reported to this call so far (0 for none).
+    pub(crate) fn fence_seen(&self) -> u64 {
+        self.fence_seen.load(Ordering::Relaxed)
     }
 
     /// The nodes this call goes to.
@@ -110,6 +146,21 @@ impl<P: Pool> Call<P> {
                 };
                 run_script(&mut conn, &UNLOCK, &keys, &args.argv()).await
             }
+            Op::Fence {
+                fence_key,
+                ttl_ms,
+                token,
+            } => {
+                let mut token_digits = itoa::Buffer::new();
+                let args = FenceArgs {
+                    value,
+                    ttl_ms,
+                    token: token_digits.format(token.get()),
+                    tag,
+                };
+                let keys = [&*self.key, &**fence_key];
+                run_script(&mut conn, &FENCE, &keys, &args.argv()).await
+            }
         }
     }
 }
@@ -120,7 +171,10 @@ impl<P: Pool> Call<P> {
 /// first.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let start = Instant::now();
-    let vote = read_vote(call.run(node).await, call.tag);
+    let (vote, fence) = read_fenced(call.run(node).await, call.tag);
+    if let Some(fence) = fence {
+        call.fence_seen.fetch_max(fence, Ordering::Relaxed);
+    }
     if let Vote::YesHeard = vote {
         call.nodes.hand_off(&call.key, start.elapsed() * 2);
     }
@@ -142,6 +196,22 @@ pub(crate) async fn vote_within<P: Pool>(
 
 pub(crate) fn timed_out(timeout: Duration) -> Vote {
     Vote::Failed(ConnError::timed_out(timeout))
+}
+
+/// Reads a reply that may carry a node's fence (`[refused, fence]`, from the fenced
+/// acquire) as a vote and the fence; any other reply as [`read_vote`] does.
+fn read_fenced(reply: Result<Reply, ConnError>, tag: i64) -> (Vote, Option<u64>) {
+    let Ok(Reply::Array(items)) = &reply else {
+        return (read_vote(reply, tag), None);
+    };
+    match items[..] {
+        [Reply::Int(0), Reply::Int(fence @ 0..)] => (Vote::Stale, Some(fence.unsigned_abs())),
+        [Reply::Int(refused @ ..=-1), Reply::Int(fence @ 0..)] => (
+            read_vote(Ok(Reply::Int(refused)), tag),
+            Some(fence.unsigned_abs()),
+        ),
+        _ => (read_vote(reply, tag), None),
+    }
 }
 
 fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
@@ -213,6 +283,23 @@ mod tests {
         assert!(matches!(read_vote(heard(31, 2), 31), Vote::YesHeard));
         let stale = read_vote(heard(30, 2), 31);
         assert!(matches!(stale, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
+        let fenced =
+            |refused, fence| Ok(Reply::Array(vec![Reply::Int(refused), Reply::Int(fence)]));
+        assert!(matches!(
+            read_fenced(fenced(0, 9), 31),
+            (Vote::Stale, Some(9))
+        ));
+        let taken = read_fenced(fenced(-252, 9), 31);
+        assert!(matches!(taken, (Vote::Taken(t), Some(9)) if t == held));
+        assert!(matches!(
+            read_fenced(fenced(-1, 0), 31),
+            (Vote::Taken(None), Some(0))
+        ));
+        assert!(matches!(
+            read_fenced(Ok(Reply::Int(31)), 31),
+            (Vote::Yes, None)
+        ));
+        assert!(matches!(read_fenced(fenced(0, -3), 31), (Vote::Failed(_), None)));
         let odd = read_vote(Ok(Reply::Array(vec![Reply::Int(31)])), 31);
         assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
         for odd in [Reply::Nil, Reply::Data(b"31".to_vec())] {

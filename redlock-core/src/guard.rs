@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::Result;
 use crate::fan_out::InFlight;
+use crate::fence::Token;
 use crate::round::{Held, Target};
 use crate::settings::{Settings, Ttl};
 
@@ -34,6 +35,7 @@ pub struct Guard<P: Pool> {
     /// The acquire's calls still in flight: waited for before releasing, so that a late
     /// `SET` cannot land after the release.
     in_flight: InFlight,
+    token: Option<Token>,
 }
 
 impl<P: Pool> std::fmt::Debug for Guard<P> {
@@ -53,6 +55,7 @@ impl<P: Pool> Guard<P> {
             valid_until: held.valid_until,
             held: true,
             in_flight: held.in_flight,
+            token: held.token,
         }
     }
 
@@ -69,6 +72,34 @@ impl<P: Pool> Guard<P> {
     /// with [`Options::value`](crate::Options::value), to let it take the lock over.
     pub fn value(&self) -> &str {
         &self.value
+    }
+
+    /// The fencing token of this holding, for a fenced lock
+    /// ([`Options::fenced`](crate::Options::fenced)); `None` otherwise.
+    ///
+    /// It is larger than the token of every holding of this lock that began before this
+    /// one (`FENCING.md` states the assumptions). Send it with every write to the
+    /// protected resource, which keeps the largest token it has seen and refuses writes
+    /// under a smaller one ([`fence::fenced_set`](crate::fence::fenced_set) for data in
+    /// Redis): a holder paused past its validity is then refused, not obeyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use redlock_core::{Options, Redlock, memory::MemoryPool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redlock_core::Result<()> {
+    /// let nodes = vec![MemoryPool::new(), MemoryPool::new(), MemoryPool::new()];
+    /// let redlock = Redlock::with_options(nodes, Options::new().fenced(true))?;
+    /// let first = redlock.lock("invoice:42").await?;
+    /// let one = first.token();
+    /// first.unlock().await?;
+    /// let second = redlock.lock("invoice:42").await?;
+    /// assert!(second.token() > one);
+    /// # Ok(()) }
+    /// ```
+    pub fn token(&self) -> Option<Token> {
+        self.token
     }
 
     /// The instant, on this process's monotonic clock, until which the lock is valid.

@@ -19,6 +19,7 @@ pub(crate) struct Nodes<P> {
     addresses: Box<[Option<Arc<str>>]>,
     health: Box<[Health]>,
     hand_offs: HandOffs,
+    fences: FenceHints,
 }
 
 impl<P: Pool> Nodes<P> {
@@ -30,6 +31,7 @@ impl<P: Pool> Nodes<P> {
             addresses,
             health,
             hand_offs: HandOffs::default(),
+            fences: FenceHints::default(),
         }
     }
 
@@ -45,6 +47,17 @@ impl<P: Pool> Nodes<P> {
     /// Node `node`'s pool.
     pub(crate) fn pool(&self, node: usize) -> Option<&P> {
         self.pools.get(node)
+    }
+
+    /// The largest fence this manager has seen kept in `fence_key` (0 for none): a
+    /// fenced acquire proposes one more.
+    pub(crate) fn fence_hint(&self, fence_key: &str) -> u64 {
+        self.fences.get(fence_key)
+    }
+
+    /// Notes that a node reported `fence` (or a holding got it as its token).
+    pub(crate) fn saw_fence(&self, fence_key: &Arc<str>, fence: u64) {
+        self.fences.raise(fence_key, fence);
     }
 
     /// Notes that a release of `key` reached waiters: this manager leaves them the lock
@@ -133,5 +146,30 @@ impl HandOffs {
     fn nanos(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.origin).as_nanos();
         u64::try_from(since).unwrap_or(u64::MAX)
+    }
+}
+
+/// At most this many locks' fences are remembered; past it they are forgotten all at
+/// once, and each costs one stale proposal to learn again.
+const FENCE_HINTS_MAX: usize = 4096;
+
+/// The largest fence this manager has seen for each fenced lock: a hint only (the nodes
+/// decide), so that a proposal is rarely stale.
+#[derive(Debug, Default)]
+struct FenceHints(Mutex<HashMap<Arc<str>, u64>>);
+
+impl FenceHints {
+    fn get(&self, fence_key: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(fence_key).copied().unwrap_or(0)
+    }
+
+    fn raise(&self, fence_key: &Arc<str>, fence: u64) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= FENCE_HINTS_MAX && !map.contains_key(fence_key) {
+            map.clear();
+        }
+        let hint = map.entry(fence_key.clone()).or_default();
+        *hint = (*hint).max(fence);
     }
 }

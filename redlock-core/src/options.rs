@@ -92,6 +92,8 @@ pub struct Options {
     pub(crate) max_hold: Option<Duration>,
     pub(crate) renew_factor: f64,
     pub(crate) notify_release: bool,
+    pub(crate) fenced: bool,
+    pub(crate) fence_loss_tolerance: usize,
 }
 
 impl Default for Options {
@@ -111,6 +113,8 @@ impl Default for Options {
             max_hold: None,
             renew_factor: DEFAULT_RENEW_FACTOR,
             notify_release: true,
+            fenced: false,
+            fence_loss_tolerance: 0,
         }
     }
 }
@@ -242,6 +246,33 @@ impl Options {
         self
     }
 
+    /// Acquire with a fencing token ([`Guard::token`](crate::Guard::token)): a number larger
+    /// for every later holding of the lock, for the protected resource to check on every
+    /// write (see [`fence`](crate::fence) and `FENCING.md`). Default: false.
+    ///
+    /// A fenced acquire runs the [`FENCE`](crate::scripts::FENCE) script, which also keeps
+    /// the lock's fence, a key without expiry ([`fence::key`](crate::fence::key)), on each
+    /// node; it costs one `GET` and one `SET` more of server time, and no round trip
+    /// except when another manager took the lock since this one last saw it (then the
+    /// proposal is stale on some nodes: the attempt is released and made again at once,
+    /// with a larger token). Fenced and unfenced clients exclude each other on one name;
+    /// only fenced holders get tokens.
+    pub fn fenced(mut self, yes: bool) -> Self {
+        self.fenced = yes;
+        self
+    }
+
+    /// For fenced locks: how many nodes may lose their data (restart empty) between two
+    /// holdings of a lock without a token going backwards. Default: 0. Raises the number
+    /// of nodes a fenced acquire needs to [`fence::quorum`](crate::fence::quorum)`(N,
+    /// tolerance)`: with 3 nodes and a tolerance of 1, all 3; with 5 nodes and 1 or 2, 4.
+    /// It must leave that at most N. Restarts that keep the data (AOF, or RDB saved on
+    /// shutdown) need no tolerance.
+    pub fn fence_loss_tolerance(mut self, nodes: usize) -> Self {
+        self.fence_loss_tolerance = nodes;
+        self
+    }
+
     /// For leases: how long before the end of its validity a lease counts as lost, so that
     /// work told of the loss has that long to stop before another owner can get the lock.
     /// Default: zero (a lease is lost no later than its validity deadline). The validity
@@ -267,6 +298,16 @@ impl Options {
     pub fn renew_factor(mut self, factor: f64) -> Self {
         self.renew_factor = factor;
         self
+    }
+
+    /// Whether [`Options::fenced`] is set.
+    pub fn get_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// The tolerance set by [`Options::fence_loss_tolerance`].
+    pub fn get_fence_loss_tolerance(&self) -> usize {
+        self.fence_loss_tolerance
     }
 
     /// The expiry set by [`Options::expiry`].

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::conn::Pool;
 use crate::error::{Error, Result};
+use crate::fence;
 use crate::guard::Guard;
 use crate::listen::Hub;
 use crate::mutex::Mutex;
@@ -103,7 +104,8 @@ impl<P: Pool> Redlock<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `name` is empty.
+    /// [`Error::Config`] when `name` is empty, or, for a fenced lock, when no fence key
+    /// can share its hash slot ([`fence::key`]).
     pub fn mutex(&self, name: &str) -> Result<Mutex<P>> {
         self.named(name, self.settings.clone())
     }
@@ -112,7 +114,8 @@ impl<P: Pool> Redlock<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `name` is empty or an option is out of range.
+    /// [`Error::Config`] when `name` is empty or an option is out of range, and as
+    /// [`Redlock::mutex`] for a fenced lock.
     pub fn mutex_with(&self, name: &str, options: Options) -> Result<Mutex<P>> {
         let settings = Arc::new(Settings::new(&options, self.nodes.len())?);
         self.named(name, settings)
@@ -122,7 +125,11 @@ impl<P: Pool> Redlock<P> {
         if name.is_empty() {
             return Err(Error::config("lock name must not be empty"));
         }
-        let target = Target::new(self.nodes.clone(), name.into(), settings);
+        let fence_key = match settings.options.get_fenced() {
+            true => Some(fence::key(name)?.into()),
+            false => None,
+        };
+        let target = Target::new(self.nodes.clone(), name.into(), fence_key, settings);
         Ok(Mutex::new(target, self.hub.clone()))
     }
 

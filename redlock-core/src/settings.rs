@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::fence;
 use crate::options::{MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options, RetryDelay, ValueSource};
 use crate::validity;
 
@@ -94,7 +95,19 @@ fn check_quorum(options: &Options, nodes: usize) -> Result<usize> {
             "quorum {quorum} is outside {majority}..={nodes} for {nodes} node(s)"
         )));
     }
-    Ok(quorum)
+    let tolerance = options.fence_loss_tolerance;
+    if !options.fenced && tolerance == 0 {
+        return Ok(quorum);
+    }
+    if !options.fenced {
+        return Err(Error::config("a fence loss tolerance needs a fenced lock"));
+    }
+    match fence::quorum(nodes, tolerance) {
+        Some(fenced) => Ok(quorum.max(fenced)),
+        None => Err(Error::config(format!(
+            "a fence loss tolerance of {tolerance} needs more than {nodes} node(s)"
+        ))),
+    }
 }
 
 fn check_expiry(options: &Options) -> Result<u64> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::ConnError;
+use crate::conn::{ConnError, ConnErrorKind};
 use crate::error::{Action, Error};
 use crate::node_error::NodeError;
 use crate::options::MAX_NODES;
@@ -20,6 +20,8 @@ pub(crate) enum Vote {
     Absent,
     /// Another value holds the key, for this much longer if the node said.
     Taken(Option<Duration>),
+    /// The fencing token proposed was not above the node's fence.
+    Stale,
     /// The node failed or timed out.
     Failed(ConnError),
 }
@@ -88,6 +90,7 @@ pub(crate) struct Tally {
     answered: NodeSet,
     yes: NodeSet,
     taken: NodeSet,
+    stale: NodeSet,
     /// How much longer the key holds another value, on each taken node that said.
     held_for: Vec<Duration>,
     /// Whether a taken node did not say how long.
@@ -103,6 +106,7 @@ impl Tally {
             answered: NodeSet::default(),
             yes: NodeSet::default(),
             taken: NodeSet::default(),
+            stale: NodeSet::default(),
             held_for: Vec::new(),
             held_unknown: false,
             errors: Vec::new(),
@@ -122,8 +126,14 @@ impl Tally {
                     None => self.held_unknown = true,
                 }
             }
+            Vote::Stale => self.stale.insert(node),
             Vote::Failed(error) => self.errors.push((node, error)),
         }
+    }
+
+    /// Whether a node found the proposed fencing token not above its fence.
+    pub(crate) fn has_stale(&self) -> bool {
+        !self.stale.is_empty()
     }
 
     /// The nodes that voted yes.
@@ -202,8 +212,13 @@ impl Tally {
     }
 
     fn no_quorum(&mut self, subject: &Subject<'_>) -> Error {
+        let stale = self.stale.iter().map(|node| {
+            let message = "the fencing token proposed was not above the node's fence";
+            (node, ConnError::new(ConnErrorKind::Other, message))
+        });
         let mut errors: Vec<NodeError> = std::mem::take(&mut self.errors)
             .into_iter()
+            .chain(stale)
             .map(|(node, error)| NodeError {
                 node,
                 address: subject.addresses.get(node).cloned().flatten(),

@@ -27,6 +27,11 @@ const SPLIT_MIN: Duration = Duration::from_micros(100);
 /// The early retry after a split vote comes within this many of the attempt's round trips.
 const SPLIT_WINDOW: u32 = 4;
 
+/// How many attempts in a row a stale fencing token may send back at once. One is
+/// enough unless other managers take the lock in between; past this the attempt counts
+/// and the waiter waits as after any refusal.
+const STALE_RETRIES: u32 = 3;
+
 /// Acquires the lock in up to `tries` attempts, giving up at `deadline`; stops early when
 /// an attempt's failure cannot pass by retrying.
 ///
@@ -54,6 +59,7 @@ pub(crate) async fn acquire<P: Pool>(
     let mut wait = Wait::default();
     let mut counted = 0;
     let mut counts = true;
+    let mut stale_in_a_row = 0;
     if tries > 1 && queue_behind(target, hub, deadline, &mut wait).await {
         counts = wait.pause(target, deadline, None).await?;
     }
@@ -74,6 +80,12 @@ pub(crate) async fn acquire<P: Pool>(
         };
         if passed(deadline) {
             return Err(target.deadline_exceeded(Some(refusal.error)));
+        }
+        // A stale token is this manager's out-of-date view of the fences, not another
+        // owner: propose again at once, above every fence the nodes reported.
+        stale_in_a_row = if refusal.stale { stale_in_a_row + 1 } else { 0 };
+        if refusal.stale && !refusal.contended && stale_in_a_row <= STALE_RETRIES {
+            continue;
         }
         counted += u32::from(counts);
         if counted >= tries || !refusal.error.is_retryable() {

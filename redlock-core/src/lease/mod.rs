@@ -88,6 +88,11 @@ impl Lease {
         &self.value
     }
 
+    /// The fencing token, for a fenced lock; see [`Guard::token`].
+    pub fn token(&self) -> Option<crate::fence::Token> {
+        self.signal.token()
+    }
+
     /// The lease's state, for the work it protects: clone it into any task.
     pub fn signal(&self) -> &LeaseSignal {
         &self.signal
@@ -227,7 +232,8 @@ impl<P: Pool> Guard<P> {
         let options = &self.target().settings().options;
         let (margin, max_hold) = (options.get_safety_margin(), options.get_max_hold());
         let name = self.target().name().clone();
-        let shared = Arc::new(Shared::new(name, self.valid_until(), margin, max_hold));
+        let (token, valid_until) = (self.token(), self.valid_until());
+        let shared = Arc::new(Shared::new(name, token, valid_until, margin, max_hold));
         let value: Arc<str> = self.value().into();
         let (commands, receiver) = mpsc::channel(1);
         let renewer = Renewer::new(self, shared.clone(), receiver, lead);

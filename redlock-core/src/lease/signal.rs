@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::fence::Token;
+
 use crate::error::LostReason;
 use crate::error::{Error, Result};
 use crate::runtime;
@@ -42,6 +44,7 @@ enum Stored {
 #[derive(Debug)]
 pub(crate) struct Shared {
     lock: Arc<str>,
+    fencing: Option<Token>,
     state: watch::Sender<Stored>,
     margin: Duration,
     /// The end of the maximum hold time, if there is one.
@@ -53,6 +56,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         lock: Arc<str>,
+        fencing: Option<Token>,
         valid_until: Instant,
         margin: Duration,
         max_hold: Option<Duration>,
@@ -60,6 +64,7 @@ impl Shared {
         let now = Instant::now();
         Self {
             lock,
+            fencing,
             state: watch::Sender::new(Stored::Held { valid_until }),
             margin,
             // A maximum too far away to be an instant is no maximum.
@@ -185,6 +190,13 @@ impl LeaseSignal {
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.shared.lock
+    }
+
+    /// The lease's fencing token, for a fenced lock ([`Options::fenced`](crate::Options::fenced)):
+    /// the same for the whole lease, renewals included. Hand it to the resource with
+    /// every write.
+    pub fn token(&self) -> Option<Token> {
+        self.shared.fencing
     }
 
     /// The lease's state now.

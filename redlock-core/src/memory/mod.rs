@@ -158,12 +158,21 @@ impl MemoryPool {
         self.node().data.remove(key);
     }
 
+    /// Forgets every key and script, as a restart without persistence does.
+    pub fn lose_data(&self) {
+        let mut node = self.node();
+        node.data.clear();
+        node.persistent.clear();
+        node.scripts_loaded = false;
+    }
+
     /// The value of `key`, if present and not expired.
     pub fn get(&self, key: &str) -> Option<String> {
         let now = Instant::now();
         let node = self.node();
         let held = node.data.get(key).filter(|(_, at)| *at > now);
-        held.map(|(v, _)| v.clone())
+        let held = held.map(|(v, _)| v.clone());
+        held.or_else(|| node.persistent.get(key).cloned())
     }
 
     /// The time `key` has left, if present and not expired.

@@ -7,7 +7,8 @@ use tokio::time::Instant;
 
 use super::subscriber::Link;
 use crate::conn::{ConnError, ConnErrorKind, Reply, ScriptRef};
-use crate::scripts::{LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
+use crate::fence::FENCED_SET;
+use crate::scripts::{FENCE, FenceArgs, LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
 
 /// A command as sent: script, keys and arguments.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub(super) enum Arrival {
 #[derive(Debug, Default)]
 pub(super) struct Node {
     pub(super) data: HashMap<String, (String, Instant)>,
+    /// Keys without expiry (fences, data written under a fencing token).
+    pub(super) persistent: HashMap<String, String>,
     pub(super) scripts_loaded: bool,
     pub(super) latency: Duration,
     pub(super) transit: Duration,
@@ -130,6 +133,19 @@ impl Node {
         {
             return Ok(self.lock(key, args, now, now + Duration::from_millis(ttl)));
         }
+        if command.runs(&FENCE)
+            && let (Some(args), [key, fence_key]) = (FenceArgs::parse(&args), &command.keys[..])
+            && let (Ok(ttl), Ok(token)) = (args.ttl_ms.parse::<u64>(), args.token.parse())
+        {
+            let until = now + Duration::from_millis(ttl);
+            return self.fence(key, fence_key, args, token, until);
+        }
+        if command.runs(&FENCED_SET)
+            && let ([key, fence_key], [value, token]) = (&command.keys[..], &args[..])
+            && let Ok(token) = token.parse::<i64>()
+        {
+            return self.fenced_set(key, fence_key, value, token);
+        }
         let message = "ERR unknown script or arguments";
         Err(ConnError::new(ConnErrorKind::Command, message))
     }
@@ -185,6 +201,65 @@ impl Node {
         let entry = (args.value.to_owned(), until);
         self.data.insert(key.to_owned(), entry);
         echo(args.tag)
+    }
+}
+
+impl Node {
+    /// A number kept in `key` (0 when absent), as the scripts read a fence.
+    fn number(&self, key: &str) -> Result<i64, ConnError> {
+        let Some(text) = self.persistent.get(key) else {
+            return Ok(0);
+        };
+        text.parse().map_err(|_| {
+            let message = format!("ERR the fence key {key} does not hold a number");
+            ConnError::new(ConnErrorKind::Command, message)
+        })
+    }
+
+    /// As the fenced acquire script.
+    fn fence(
+        &mut self,
+        key: &str,
+        fence_key: &str,
+        args: FenceArgs<'_>,
+        token: i64,
+        until: Instant,
+    ) -> Result<Reply, ConnError> {
+        let fence = self.number(fence_key)?;
+        if let Some((_, expires)) = self.data.get(key) {
+            let left = expires
+                .saturating_duration_since(Instant::now())
+                .as_millis();
+            let left = i64::try_from(left).unwrap_or(i64::MAX);
+            let refused = (-2_i64).saturating_sub(left);
+            return Ok(Reply::Array(vec![Reply::Int(refused), Reply::Int(fence)]));
+        }
+        if token <= fence {
+            return Ok(Reply::Array(vec![Reply::Int(0), Reply::Int(fence)]));
+        }
+        let entry = (args.value.to_owned(), until);
+        self.data.insert(key.to_owned(), entry);
+        self.persistent
+            .insert(fence_key.to_owned(), args.token.to_owned());
+        Ok(echo(args.tag))
+    }
+
+    /// As the fenced write script.
+    fn fenced_set(
+        &mut self,
+        key: &str,
+        fence_key: &str,
+        value: &str,
+        token: i64,
+    ) -> Result<Reply, ConnError> {
+        let fence = self.number(fence_key)?;
+        if self.persistent.contains_key(fence_key) && token < fence {
+            return Ok(Reply::Int(-fence));
+        }
+        self.persistent.insert(key.to_owned(), value.to_owned());
+        self.persistent
+            .insert(fence_key.to_owned(), token.to_string());
+        Ok(Reply::Int(1))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::call::Call;
 use crate::conn::Pool;
 use crate::error::{Action, Error, Result};
 use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background};
+use crate::fence::Token;
 use crate::nodes::Nodes;
 use crate::options::{RetryDelay, ValueSource};
 use crate::runtime;
@@ -38,6 +39,9 @@ pub(crate) struct Refusal {
     pub(crate) split: bool,
     /// How long the attempt's votes took.
     pub(crate) took: Duration,
+    /// Whether some node found the attempt's fencing token not above its fence: the next
+    /// attempt proposes one above every fence seen, and may be made at once.
+    pub(crate) stale: bool,
 }
 
 impl Refusal {
@@ -48,6 +52,7 @@ impl Refusal {
             contended: false,
             split: false,
             took: Duration::ZERO,
+            stale: false,
         }
     }
 }
@@ -56,6 +61,8 @@ impl Refusal {
 pub(crate) struct Target<P> {
     nodes: Arc<Nodes<P>>,
     name: Arc<str>,
+    /// The key of the lock's fence, for a fenced lock.
+    fence_key: Option<Arc<str>>,
     settings: Arc<Settings>,
 }
 
@@ -64,6 +71,7 @@ impl<P> Clone for Target<P> {
         Self {
             nodes: self.nodes.clone(),
             name: self.name.clone(),
+            fence_key: self.fence_key.clone(),
             settings: self.settings.clone(),
         }
     }
@@ -77,13 +85,21 @@ pub(crate) struct Held {
     pub(crate) valid_until: Instant,
     /// Calls of the acquire still in flight (fail-fast, or cut by a deadline).
     pub(crate) in_flight: InFlight,
+    /// The fencing token, for a fenced lock.
+    pub(crate) token: Option<Token>,
 }
 
 impl<P: Pool> Target<P> {
-    pub(crate) fn new(nodes: Arc<Nodes<P>>, name: Arc<str>, settings: Arc<Settings>) -> Self {
+    pub(crate) fn new(
+        nodes: Arc<Nodes<P>>,
+        name: Arc<str>,
+        fence_key: Option<Arc<str>>,
+        settings: Arc<Settings>,
+    ) -> Self {
         Self {
             nodes,
             name,
+            fence_key,
             settings,
         }
     }
@@ -111,11 +127,11 @@ impl<P: Pool> Target<P> {
     pub(crate) async fn attempt(&self, deadline: Option<Instant>) -> Result<Held, Refusal> {
         let s = &*self.settings;
         let value = self.new_value().map_err(Refusal::plain)?;
-        let call = self.lock_call(&value, s.ttl.arg().clone(), LockMode::CreateOnly);
+        let (call, token) = self.acquire_call(&value).map_err(Refusal::plain)?;
         let plan = self.plan(deadline);
         let start = Instant::now();
         let mut round = Round::new(self, value);
-        let pending = match fan_out(plan, call, &mut round.tally).await {
+        let pending = match fan_out(plan, call.clone(), &mut round.tally).await {
             Ok(pending) => pending,
             Err(e) => {
                 // Nothing was sent.
@@ -124,6 +140,12 @@ impl<P: Pool> Target<P> {
             }
         };
         let elapsed = start.elapsed();
+        if let Some(key) = &self.fence_key {
+            // A node that granted the token keeps it as its fence, whatever the outcome.
+            let granted = token.filter(|_| !round.tally.yes_nodes().is_empty());
+            self.nodes
+                .saw_fence(key, call.fence_seen().max(granted.map_or(0, Token::get)));
+        }
         let reached = round.tally.reached();
         let left = validity(s.ttl.duration(), elapsed, s.drift).filter(|_| reached);
         if let Some(left) = left {
@@ -132,11 +154,13 @@ impl<P: Pool> Target<P> {
                 value: round.value.clone(),
                 valid_until: start + elapsed + left,
                 in_flight: pending.finish_in_background(None),
+                token,
             });
         }
         let frees_in = round.tally.frees_in();
         let contended = !round.tally.taken_nodes().is_empty();
         let split = contended && !round.tally.yes_nodes().is_empty();
+        let stale = round.tally.has_stale();
         let error = if reached {
             self.validity_exhausted(Action::Acquire, elapsed, &s.ttl)
         } else {
@@ -155,6 +179,7 @@ impl<P: Pool> Target<P> {
             contended,
             split,
             took: elapsed,
+            stale,
         })
     }
 
@@ -170,6 +195,7 @@ impl<P: Pool> Target<P> {
             value,
             valid_until,
             in_flight: None,
+            token: None,
         })
     }
 
@@ -259,6 +285,23 @@ impl<P: Pool> Target<P> {
             action,
             addresses: self.nodes.addresses(),
         }
+    }
+
+    /// The call of an acquire attempt, and the token it proposes for a fenced lock: one
+    /// above the largest fence this manager has seen on the lock.
+    fn acquire_call(&self, value: &Arc<str>) -> Result<(Arc<Call<P>>, Option<Token>)> {
+        let ttl = self.settings.ttl.arg().clone();
+        let Some(key) = &self.fence_key else {
+            return Ok((self.lock_call(value, ttl, LockMode::CreateOnly), None));
+        };
+        let hint = self.nodes.fence_hint(key);
+        let Some(token) = hint.checked_add(1).and_then(Token::new) else {
+            let message = format!("the lock's fence {hint} leaves no larger fencing token");
+            return Err(Error::config(message));
+        };
+        let (nodes, name, fence_key) = (self.nodes.clone(), self.name.clone(), key.clone());
+        let call = Call::fence(nodes, name, fence_key, value.clone(), ttl, token);
+        Ok((Arc::new(call), Some(token)))
     }
 
     /// The call that sets or refreshes the key to `value` for `ttl_ms`, as `mode` allows.
