@@ -299,7 +299,10 @@ mod tests {
             read_fenced(Ok(Reply::Int(31)), 31),
             (Vote::Yes, None)
         ));
-        assert!(matches!(read_fenced(fenced(0, -3), 31), (Vote::Failed(_), None)));
+        assert!(matches!(
+            read_fenced(fenced(0, -3), 31),
+            (Vote::Failed(_), None)
+        ));
         let odd = read_vote(Ok(Reply::Array(vec![Reply::Int(31)])), 31);
         assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
         for odd in [Reply::Nil, Reply::Data(b"31".to_vec())] {

@@ -266,3 +266,28 @@ pub async fn cluster_node_wakes_its_waiters<P: Pool, Q: Pool>(
     let pool = || cluster_factory(&urls).expect("cluster");
     super::waiter_is_woken_through(pool, &name).await;
 }
+
+/// Fenced locks on a cluster node: the fence key hashes to the lock's own slot, so the
+/// fenced acquire (which touches both) runs on one master, with no `CROSSSLOT` error and
+/// no redirect, for names with and without a `{hash tag}`.
+pub async fn cluster_node_keeps_fences_in_the_locks_slot<P: Pool, Q: Pool>(
+    factory: &impl Factory<P>,
+    cluster_factory: &impl ClusterFactory<Q>,
+) {
+    let s = setup(factory, cluster_factory);
+    let prefix = unique_prefix("cluster_fenced");
+    for n in 0..16 {
+        let name = match n % 2 {
+            0 => format!("{prefix}{n}"),
+            _ => format!("{{{prefix}{n}}}:job"),
+        };
+        let mutex = s.redlock.mutex_with(&name, options(3).fenced(true));
+        let guard = mutex.expect("fenced mutex").lock().await.expect("lock");
+        assert_eq!(guard.token().map(|t| t.get()), Some(1), "{name}");
+        let fence_key = redlock_core::fence::key(&name).expect("fence key");
+        let owner = s.cluster.slot_owner(&name).expect("slot owner");
+        assert_eq!(holders(&s.cluster, &fence_key), vec![owner], "{fence_key}");
+        guard.unlock().await.expect("unlock");
+    }
+    assert_no_redirects(&s.cluster);
+}

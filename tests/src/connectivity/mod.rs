@@ -153,6 +153,7 @@ macro_rules! cluster_tests {
             cluster_node_votes_while_a_plain_node_is_down,
             cluster_down_at_build_time_is_a_failed_vote_until_it_is_back,
             cluster_node_wakes_its_waiters,
+            cluster_node_keeps_fences_in_the_locks_slot,
         );
     };
 }

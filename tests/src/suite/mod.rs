@@ -28,6 +28,7 @@ mod basic;
 mod contention;
 mod contract;
 mod credentials;
+mod fencing;
 mod lease;
 mod outages;
 mod release;
@@ -37,6 +38,7 @@ pub use basic::*;
 pub use contention::*;
 pub use contract::*;
 pub use credentials::*;
+pub use fencing::*;
 pub use lease::*;
 pub use outages::*;
 pub use release::*;
@@ -225,6 +227,9 @@ macro_rules! conformance_tests {
             waiter_is_woken_when_the_holder_unlocks,
             waiters_share_one_subscription_and_leave_none,
             waiters_poll_where_pubsub_is_denied,
+            fenced_tokens_grow_across_managers,
+            fenced_tokens_survive_a_node_restarting_empty,
+            stale_holder_write_is_refused,
         );
     };
 }
