@@ -18,7 +18,7 @@ use redlock_redis_rs::{Options, Pool, RedisPool, Redlock};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let (urls, _fleet) = match std::env::var("REDLOCK_URLS") {
+    let (urls, fleet) = match std::env::var("REDLOCK_URLS") {
         Ok(list) => (list.split(',').map(|u| u.trim().to_owned()).collect(), None),
         Err(_) => {
             let fleet = Fleet::start(3)?;
@@ -28,6 +28,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let options = Options::new()
         .expiry(Duration::from_millis(500))
         .fenced(true);
+    // Servers this example started are new: restart quarantine would give them no vote for
+    // the expiry. Against servers of your own, keep it (the default).
+    let options = match fleet {
+        Some(_) => options.quarantine(Duration::ZERO),
+        None => options,
+    };
     let redlock = Redlock::with_options(RedisPool::from_urls(&urls)?, options)?;
     let data = RedisPool::from_url(&urls[0])?;
     let (key, fence_key) = ("{example:fenced}:total", "{example:fenced}:total:fence");
@@ -50,5 +56,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     next.unlock().await?;
     drop(slow);
+    drop(fleet);
     Ok(())
 }

@@ -36,7 +36,16 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
             (fleet.urls(), Some(fleet))
         }
     };
-    let options = || Options::new().expiry(EXPIRY).tries(3);
+    // Servers this example started are new: restart quarantine would give them no vote for
+    // the expiry. Against servers of your own, keep it (the default).
+    let fresh = fleet.is_some();
+    let options = || {
+        let options = Options::new().expiry(EXPIRY).tries(3);
+        match fresh {
+            true => options.quarantine(Duration::ZERO),
+            false => options,
+        }
+    };
     let redlock = Redlock::with_options(RedisPool::from_urls(&urls)?, options())?;
     let mutex = redlock.mutex("example:lease")?;
     // Another client: its own connections, the same lock name.

@@ -27,6 +27,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     let options = Options::new().expiry(Duration::from_secs(10)).tries(3);
+    // Servers this example started are new: restart quarantine would give them no vote for
+    // the expiry. Against servers of your own, keep it (the default).
+    let options = match fleet {
+        Some(_) => options.quarantine(Duration::ZERO),
+        None => options,
+    };
     let redlock = Redlock::with_options(RedisPool::from_urls(&urls)?, options)?;
     let mutex = redlock.mutex("quickstart:report")?;
 

@@ -16,8 +16,14 @@ use redlock_conformance::Fleet;
 use redlock_core::{Options, Pool, Redlock};
 
 /// The locking code: generic over the driver, it never names one.
-async fn run_jobs<P: Pool>(pools: Vec<P>) -> redlock_core::Result<()> {
+async fn run_jobs<P: Pool>(pools: Vec<P>, fresh: bool) -> redlock_core::Result<()> {
     let options = Options::new().expiry(Duration::from_secs(5));
+    // Servers this example started are new: restart quarantine would give them no vote for
+    // the expiry. Against servers of your own, keep it (the default).
+    let options = match fresh {
+        true => options.quarantine(Duration::ZERO),
+        false => options,
+    };
     let redlock = Redlock::with_options(pools, options)?;
     for job in 1..=3 {
         let mut guard = redlock.lock("swap:nightly-report").await?;
@@ -43,10 +49,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     println!("driver {driver} over {} nodes", urls.len());
+    let fresh = fleet.is_some();
     match driver.as_str() {
-        "redis-rs" => run_jobs(redlock_redis_rs::RedisPool::from_urls(&urls)?).await?,
-        "fred" => run_jobs(redlock_fred::FredPool::from_urls(&urls)?).await?,
-        "deadpool" => run_jobs(redlock_deadpool::DeadpoolPool::from_urls(&urls)?).await?,
+        "redis-rs" => run_jobs(redlock_redis_rs::RedisPool::from_urls(&urls)?, fresh).await?,
+        "fred" => run_jobs(redlock_fred::FredPool::from_urls(&urls)?, fresh).await?,
+        "deadpool" => run_jobs(redlock_deadpool::DeadpoolPool::from_urls(&urls)?, fresh).await?,
         other => {
             return Err(format!("unknown driver {other:?}: use redis-rs, fred or deadpool").into());
         }

@@ -79,7 +79,7 @@ impl RedisFloor {
     pub(crate) fn new(urls: &[String]) -> Result<Self> {
         let conns = RedisPool::from_urls(urls)?
             .iter()
-            .map(|pool| pool.get_now().map(|conn| conn.0))
+            .map(|pool| pool.get_now().map(|conn| conn.into_inner()))
             .collect::<Option<_>>()
             .ok_or_else(|| fail("RedisPool handed out no connection"))?;
         Ok(Self { conns })

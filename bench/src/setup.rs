@@ -1,13 +1,14 @@
 //! The servers and the contender list: one line per contender.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redlock_conformance::Fleet;
 use redlock_deadpool::DeadpoolPool;
 use redlock_fred::FredPool;
 use redlock_redis_rs::redis;
 use redlock_redis_rs::scripts::{LOCK, UNLOCK};
-use redlock_redis_rs::{RedisPool, Redlock};
+use redlock_redis_rs::{Options, RedisPool, Redlock};
 
 use crate::contender::{Client, CycleEntry, Entry, LockEntry, Role};
 use crate::floor::{DeadpoolFloor, FredFloor, RedisFloor};
@@ -15,9 +16,19 @@ use crate::locks::Rslock;
 use crate::waits::Planter;
 use crate::{Context as _, Result, fail};
 
-/// Starts `n` throwaway `redis-server`s on loopback ports (killed when the fleet drops).
+/// Starts `n` throwaway `redis-server`s on loopback ports (killed when the fleet drops),
+/// and waits until they are older than the lock's default restart quarantine (the default
+/// expiry plus its drift allowance, and a second for `INFO`'s whole seconds): the
+/// contenders run with the lock's defaults, quarantine on, and new servers get no vote
+/// before then.
 pub(crate) fn start_fleet(n: usize) -> Result<Fleet> {
-    Fleet::start(n).map_err(|e| fail(format!("cannot start {n} redis-server(s): {e}")))
+    let fleet =
+        Fleet::start(n).map_err(|e| fail(format!("cannot start {n} redis-server(s): {e}")))?;
+    let defaults = Options::new();
+    let quarantine = defaults.get_expiry() + defaults.get_drift() + Duration::from_secs(1);
+    eprintln!("waiting {quarantine:?} for the new servers to leave restart quarantine");
+    std::thread::sleep(quarantine);
+    Ok(fleet)
 }
 
 /// Every contender over the nodes at `urls`. A new driver is one more line here.

@@ -23,6 +23,14 @@ impl<C: Conn + ?Sized> Conn for Box<C> {
     ) -> Result<Reply, ConnError> {
         (**self).eval(script, keys, args).await
     }
+
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        (**self).command(args).await
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        (**self).epoch()
+    }
 }
 
 #[async_trait]

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::conn::{ConnError, ConnErrorKind, Pool, Reply, run_script};
+use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef};
 use crate::fence::Token;
 use crate::nodes::Nodes;
 use crate::scripts::{
-    FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs,
+    FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, Script, UNLOCK, UnlockArgs,
 };
 use crate::tally::Vote;
 
@@ -52,6 +52,9 @@ pub(crate) struct Call<P> {
     tag: i64,
     /// The largest fence a node reported to a fenced acquire.
     fence_seen: AtomicU64,
+    /// For an acquire under restart quarantine: the period after a node's start in which
+    /// its grant does not count.
+    quarantine: Option<Duration>,
 }
 
 impl<P: Pool> Call<P> {
@@ -104,7 +107,15 @@ impl<P: Pool> Call<P> {
             op,
             tag,
             fence_seen: AtomicU64::new(0),
+            quarantine: None,
         }
+    }
+
+    /// Counts no grant of a node that started less than `period` ago (`None`: every
+    /// grant counts), reading each node's age when its connection may be new.
+    pub(crate) fn with_quarantine(mut self, period: Option<Duration>) -> Self {
+        self.quarantine = period;
+        self
     }
 
     /// The largest fence a node has reported to this call so far (0 for none).
@@ -125,6 +136,10 @@ impl<P: Pool> Call<P> {
             Some(conn) => conn,
             None => pool.get().await?,
         };
+        let fresh = match self.quarantine {
+            Some(_) => self.check_age(node, &mut conn).await?,
+            None => false,
+        };
         let mut digits = itoa::Buffer::new();
         let (keys, value, tag) = ([&*self.key], &*self.value, digits.format(self.tag));
         match &self.op {
@@ -135,7 +150,8 @@ impl<P: Pool> Call<P> {
                     mode: *mode,
                     tag,
                 };
-                run_script(&mut conn, &LOCK, &keys, &args.argv()).await
+                self.script((node, fresh), &mut conn, &LOCK, &keys, &args.argv())
+                    .await
             }
             Op::Unlock { notify } => {
                 let channel_prefix = if *notify { RELEASE_CHANNEL_PREFIX } else { "" };
@@ -144,7 +160,8 @@ impl<P: Pool> Call<P> {
                     tag,
                     channel_prefix,
                 };
-                run_script(&mut conn, &UNLOCK, &keys, &args.argv()).await
+                self.script((node, fresh), &mut conn, &UNLOCK, &keys, &args.argv())
+                    .await
             }
             Op::Fence {
                 fence_key,
@@ -159,10 +176,77 @@ impl<P: Pool> Call<P> {
                     tag,
                 };
                 let keys = [&*self.key, &**fence_key];
-                run_script(&mut conn, &FENCE, &keys, &args.argv()).await
+                self.script((node, fresh), &mut conn, &FENCE, &keys, &args.argv())
+                    .await
             }
         }
     }
+
+    /// Runs `script` by EVALSHA, and by EVAL when the node does not know it. An empty
+    /// script cache means the node restarted (or was flushed) since this connection last
+    /// ran it: its age is read again before the vote counts, unless this call just read
+    /// it (`fresh`).
+    async fn script(
+        &self,
+        (node, fresh): (usize, bool),
+        conn: &mut P::Conn,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Reply, ConnError> {
+        let (ages, bit) = (self.nodes.ages(), script_bit(script));
+        let reply = match conn.eval(ScriptRef::Sha1(script.sha1()), keys, args).await {
+            Err(e) if e.kind() == ConnErrorKind::NoScript => {
+                if ages.lost_script(node, bit) && !fresh {
+                    ages.forget_connection(node);
+                }
+                if self.quarantine.is_some() {
+                    self.check_age(node, conn).await?;
+                }
+                conn.eval(ScriptRef::Source(script.source()), keys, args)
+                    .await
+            }
+            other => other,
+        };
+        if reply.is_ok() {
+            ages.ran(node, bit);
+        }
+        reply
+    }
+
+    /// Reads the node's age (`INFO server`) when the connection may be new since it was
+    /// last read; returns whether it did.
+    async fn check_age(&self, node: usize, conn: &mut P::Conn) -> Result<bool, ConnError> {
+        let ages = self.nodes.ages();
+        let epoch = conn.epoch();
+        if !ages.needs_check(node, epoch) {
+            return Ok(false);
+        }
+        match conn.command(&["INFO", "server"]).await {
+            Ok(info) => ages
+                .record(node, epoch, &info, Instant::now())
+                .map(|()| true),
+            Err(e) if e.kind() == ConnErrorKind::Unsupported => {
+                ages.unsupported(node);
+                Ok(false)
+            }
+            // Refused, not failed: say what for, since an ACL user needs `+info`.
+            Err(e) if matches!(e.kind(), ConnErrorKind::Permission | ConnErrorKind::Command) => {
+                let message =
+                    format!("restart quarantine could not read the node's age (INFO server): {e}");
+                Err(ConnError::new(e.kind(), message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The bit of `script` in a node's set of scripts it has run.
+fn script_bit(script: &Script) -> u8 {
+    [LOCK, UNLOCK, FENCE]
+        .iter()
+        .position(|s| s == script)
+        .map_or(8, |i| 1 << i)
 }
 
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
@@ -171,7 +255,12 @@ impl<P: Pool> Call<P> {
 /// first.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let start = Instant::now();
-    let (vote, fence) = read_fenced(call.run(node).await, call.tag);
+    let (mut vote, fence) = read_fenced(call.run(node).await, call.tag);
+    if let (Vote::Yes, Some(period)) = (&vote, call.quarantine)
+        && let Some(left) = call.nodes.ages().young(node, period)
+    {
+        vote = Vote::Young(left);
+    }
     if let Some(fence) = fence {
         call.fence_seen.fetch_max(fence, Ordering::Relaxed);
     }

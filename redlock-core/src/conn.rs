@@ -143,6 +143,11 @@ pub trait Pool: Send + Sync + 'static {
 /// a late reply to a later call, and neither buffers nor replays calls while disconnected.
 /// A reply is returned as the server sent it, converted to [`Reply`] without
 /// interpretation.
+///
+/// For restart quarantine (see [`Conn::epoch`]), the core must learn of every new
+/// underlying connection to the node before a call goes over it: either the connection
+/// is only ever replaced after a call of the core failed on the old one, or
+/// [`Conn::epoch`] changes.
 #[async_trait]
 pub trait Conn: Send {
     /// Runs the script: `EVALSHA sha1 numkeys keys... args...` or `EVAL source numkeys
@@ -158,6 +163,37 @@ pub trait Conn: Send {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError>;
+
+    /// Runs one command, `args[0]` being its name (`["INFO", "server"]`), on this
+    /// connection. The default reports [`ConnErrorKind::Unsupported`].
+    ///
+    /// Optional. The core sends only `INFO server`, to learn a node's `run_id` and
+    /// uptime for restart quarantine ([`Options::quarantine`](crate::Options::quarantine)),
+    /// once per underlying connection; a driver without it leaves quarantine unenforced
+    /// on its nodes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conn::eval`]; [`ConnErrorKind::Unsupported`] when the driver has no way to
+    /// send it (a cluster connection, whose commands go to several masters).
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        let message = format!("this driver cannot send {:?}", args.first());
+        Err(ConnError::new(ConnErrorKind::Unsupported, message))
+    }
+
+    /// A number that identifies the underlying connection the next call goes over, and
+    /// changes whenever the driver makes a new one to the node (a reconnect, a new pooled
+    /// connection), before any call goes over the new one. The default, `None`, says the
+    /// driver cannot tell.
+    ///
+    /// Optional. The core reads the node's age (`INFO server`) again whenever the epoch
+    /// changes, after a call failed on a connection error, after a `NOSCRIPT` (the
+    /// script cache empties on restart) and after [`Pool::reconnect`]: a node that
+    /// restarted is then seen before its vote counts. A driver that replaces its
+    /// connection only after a failed call may return a constant.
+    fn epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A script as one call sends it: by its SHA1 (EVALSHA) or by its source (EVAL).

@@ -56,7 +56,8 @@
 // - Mechanics: `fan_out` (one call to every node under one timer), `call` (one script call
 //   and how a reply is read), `nodes` (a manager's nodes), `listen` (a manager's waiters
 //   and each node's listener for release announcements), `tally` (counting votes),
-//   `validity` (pure timing maths), `health` (replacing silent connections).
+//   `validity` (pure timing maths), `health` (replacing silent connections),
+//   `quarantine` (each node's age, and the votes of nodes that restarted too recently).
 //   `fence` (fencing tokens: the fence key, the fence quorum, the resource-side write).
 // - Seam: `conn` (`Pool`, `Conn` and their contract), `conn_error` (what a driver
 //   reports), `boxed` (type-erased pools),
@@ -83,6 +84,7 @@ mod mutex;
 mod node_error;
 mod nodes;
 mod options;
+mod quarantine;
 mod redlock;
 mod round;
 mod runtime;

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::conn::{ConnErrorKind, Pool};
 use crate::health::{Health, Outcome};
+use crate::quarantine::Ages;
 use crate::tally::Vote;
 
 /// The nodes of one lock manager, shared by every lock it makes: each node's pool, its
@@ -20,18 +21,21 @@ pub(crate) struct Nodes<P> {
     health: Box<[Health]>,
     hand_offs: HandOffs,
     fences: FenceHints,
+    ages: Ages,
 }
 
 impl<P: Pool> Nodes<P> {
     pub(crate) fn new(pools: Vec<P>) -> Self {
         let addresses = pools.iter().map(|p| p.address().map(Arc::from)).collect();
         let health = pools.iter().map(|_| Health::default()).collect();
+        let ages = Ages::new(pools.len());
         Self {
             pools: pools.into(),
             addresses,
             health,
             hand_offs: HandOffs::default(),
             fences: FenceHints::default(),
+            ages,
         }
     }
 
@@ -47,6 +51,11 @@ impl<P: Pool> Nodes<P> {
     /// Node `node`'s pool.
     pub(crate) fn pool(&self, node: usize) -> Option<&P> {
         self.pools.get(node)
+    }
+
+    /// What this manager knows of each node's age, for restart quarantine.
+    pub(crate) fn ages(&self) -> &Ages {
+        &self.ages
     }
 
     /// The largest fence this manager has seen kept in `fence_key` (0 for none): a
@@ -78,7 +87,13 @@ impl<P: Pool> Nodes<P> {
         let (Some(health), Some(pool)) = (self.health.get(node), self.pools.get(node)) else {
             return;
         };
-        if health.record(outcome(vote)) {
+        let outcome = outcome(vote);
+        if outcome != Outcome::Answered {
+            // The connection may be replaced before the next call: read the node's age
+            // again before its next vote counts.
+            self.ages.forget_connection(node);
+        }
+        if health.record(outcome) {
             // A pool that cannot reconnect keeps its connection; nothing else to do.
             pool.reconnect();
         }

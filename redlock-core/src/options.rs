@@ -94,6 +94,7 @@ pub struct Options {
     pub(crate) notify_release: bool,
     pub(crate) fenced: bool,
     pub(crate) fence_loss_tolerance: usize,
+    pub(crate) quarantine: Option<Duration>,
 }
 
 impl Default for Options {
@@ -115,6 +116,7 @@ impl Default for Options {
             notify_release: true,
             fenced: false,
             fence_loss_tolerance: 0,
+            quarantine: None,
         }
     }
 }
@@ -246,6 +248,24 @@ impl Options {
         self
     }
 
+    /// Restart quarantine: for this long after a node starts, its grants do not count in
+    /// an acquire (it still takes the key, and is released with the rest). Default: the
+    /// expiry plus the drift allowance. `Duration::ZERO` switches it off.
+    ///
+    /// A node that restarts without its data forgets the keys it held and would grant a
+    /// lock that is still held elsewhere; by the end of the period every key it could
+    /// have held has expired everywhere. **Every client of a set of nodes must use a period
+    /// at least the longest expiry any of them uses, plus its drift allowance.**
+    ///
+    /// The core learns a node's start from `INFO server` (`uptime_in_seconds`), read once
+    /// per connection (see [`Conn::epoch`](crate::Conn::epoch)); an ACL user needs
+    /// `+info`. A driver without [`Conn::command`](crate::Conn::command), or a Redis
+    /// Cluster node, cannot send it, and quarantine is not enforced on that node.
+    pub fn quarantine(mut self, period: Duration) -> Self {
+        self.quarantine = Some(period);
+        self
+    }
+
     /// Acquire with a fencing token ([`Guard::token`](crate::Guard::token)): a number larger
     /// for every later holding of the lock, for the protected resource to check on every
     /// write (see [`fence`](crate::fence) and `FENCING.md`). Default: false.
@@ -298,6 +318,12 @@ impl Options {
     pub fn renew_factor(mut self, factor: f64) -> Self {
         self.renew_factor = factor;
         self
+    }
+
+    /// The period set by [`Options::quarantine`]; `None` for the default (the expiry plus
+    /// the drift allowance).
+    pub fn get_quarantine(&self) -> Option<Duration> {
+        self.quarantine
     }
 
     /// Whether [`Options::fenced`] is set.
@@ -423,6 +449,9 @@ impl fmt::Debug for Options {
             .field("max_hold", &self.max_hold)
             .field("renew_factor", &self.renew_factor)
             .field("notify_release", &self.notify_release)
+            .field("fenced", &self.fenced)
+            .field("fence_loss_tolerance", &self.fence_loss_tolerance)
+            .field("quarantine", &self.quarantine)
             .finish_non_exhaustive()
     }
 }

@@ -226,9 +226,12 @@ pub const RELEASE_CHANNEL_PREFIX: &str = "redlock:released:";
 
 /// Every command the lock sends or its scripts call: all that a least-privilege ACL user
 /// needs, on the lock's keys (`ACL SETUSER locker on >PASSWORD ~PREFIX* resetchannels
-/// -@all +evalsha +eval +get +set +pexpire +pttl +del`). Redis checks a script's own calls
-/// against the user too.
-pub const ACL_COMMANDS: &[&str] = &["evalsha", "eval", "get", "set", "pexpire", "pttl", "del"];
+/// -@all +evalsha +eval +get +set +pexpire +pttl +del +info`). Redis checks a script's own
+/// calls against the user too. `info` (`INFO server`, once per connection) is for restart
+/// quarantine; without it, switch quarantine off (`Options::quarantine(Duration::ZERO)`).
+pub const ACL_COMMANDS: &[&str] = &[
+    "evalsha", "eval", "get", "set", "pexpire", "pttl", "del", "info",
+];
 
 /// The commands a script calls only if it may (`redis.pcall`): a user without them still
 /// locks and releases. `publish` announces a release to waiters; grant it with the channel

@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     /// The drift allowance for `ttl`.
     pub(crate) drift: Duration,
     pub(crate) node_timeout: Duration,
+    /// The restart quarantine period, if on.
+    pub(crate) quarantine: Option<Duration>,
 }
 
 /// A TTL as the nodes get it: whole milliseconds, formatted once as the script argument.
@@ -77,12 +79,17 @@ impl Settings {
             ));
         }
         check_lease_options(options)?;
+        let quarantine = options
+            .quarantine
+            .unwrap_or(ttl.duration() + drift)
+            .min(MAX_EXPIRY * 2);
         Ok(Settings {
             options: options.clone(),
             quorum,
             ttl,
             drift,
             node_timeout,
+            quarantine: (!quarantine.is_zero()).then_some(quarantine),
         })
     }
 }

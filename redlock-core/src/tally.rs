@@ -22,6 +22,9 @@ pub(crate) enum Vote {
     Taken(Option<Duration>),
     /// The fencing token proposed was not above the node's fence.
     Stale,
+    /// The key was set, but the node restarted too recently for its vote to count: it
+    /// stays in quarantine this much longer.
+    Young(Duration),
     /// The node failed or timed out.
     Failed(ConnError),
 }
@@ -91,6 +94,8 @@ pub(crate) struct Tally {
     yes: NodeSet,
     taken: NodeSet,
     stale: NodeSet,
+    /// The nodes in quarantine that set the key, with how much longer each stays there.
+    young: Vec<(usize, Duration)>,
     /// How much longer the key holds another value, on each taken node that said.
     held_for: Vec<Duration>,
     /// Whether a taken node did not say how long.
@@ -107,6 +112,7 @@ impl Tally {
             yes: NodeSet::default(),
             taken: NodeSet::default(),
             stale: NodeSet::default(),
+            young: Vec::new(),
             held_for: Vec::new(),
             held_unknown: false,
             errors: Vec::new(),
@@ -127,6 +133,7 @@ impl Tally {
                 }
             }
             Vote::Stale => self.stale.insert(node),
+            Vote::Young(left) => self.young.push((node, left)),
             Vote::Failed(error) => self.errors.push((node, error)),
         }
     }
@@ -139,6 +146,15 @@ impl Tally {
     /// The nodes that voted yes.
     pub(crate) fn yes_nodes(&self) -> NodeSet {
         self.yes
+    }
+
+    /// The nodes that set the key: those that voted yes, and those in quarantine.
+    pub(crate) fn set_nodes(&self) -> NodeSet {
+        let mut set = self.yes;
+        for &(node, _) in &self.young {
+            set.insert(node);
+        }
+        set
     }
 
     /// The nodes that have answered (or failed).
@@ -216,9 +232,14 @@ impl Tally {
             let message = "the fencing token proposed was not above the node's fence";
             (node, ConnError::new(ConnErrorKind::Other, message))
         });
+        let young = self.young.iter().map(|&(node, left)| {
+            let message = format!("restarted too recently to vote: in quarantine {left:?} more");
+            (node, ConnError::new(ConnErrorKind::Other, message))
+        });
         let mut errors: Vec<NodeError> = std::mem::take(&mut self.errors)
             .into_iter()
             .chain(stale)
+            .chain(young)
             .map(|(node, error)| NodeError {
                 node,
                 address: subject.addresses.get(node).cloned().flatten(),

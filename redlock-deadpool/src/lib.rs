@@ -54,7 +54,7 @@ use deadpool_redis::redis::{AsyncConnectionConfig, ConnectionInfo};
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
 use redlock_redis_rs::{
-    RedisSubscriber, connection_info, node_address, query_script, tcp_settings,
+    RedisSubscriber, connection_info, node_address, query_command, query_script, tcp_settings,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -325,6 +325,16 @@ impl Conn for DeadpoolConn {
     ) -> Result<Reply, ConnError> {
         let result = query_script(&mut self.conn, script, keys, args).await;
         self.check(result).await
+    }
+
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        let result = query_command(&mut self.conn, args).await;
+        self.check(result).await
+    }
+
+    /// The checkout this connection came from: a new pooled connection is a new checkout.
+    fn epoch(&self) -> Option<u64> {
+        Some(self.generation)
     }
 }
 

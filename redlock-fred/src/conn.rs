@@ -1,12 +1,17 @@
 //! One call to a node, [`FredConn`]: a script sent as a custom command, routed by its
 //! key, tried once.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface};
+use fred::prelude::Server;
 use fred::types::config::Options as CallOptions;
 use fred::types::{ClusterHash, CustomCommand, Value};
-use redlock_core::{Conn, ConnError, Reply, ScriptRef};
+use redlock_core::{Conn, ConnError, ConnErrorKind, Reply, ScriptRef};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::convert::{map_error, to_reply};
 
@@ -14,6 +19,39 @@ use crate::convert::{map_error, to_reply};
 #[derive(Clone, Debug)]
 pub struct FredConn {
     pub(crate) client: Client,
+    pub(crate) reconnects: Arc<Reconnects>,
+}
+
+/// How many times fred connected the client anew, read from its reconnect events.
+#[derive(Debug)]
+pub(crate) struct Reconnects(Mutex<(Receiver<Server>, u64)>);
+
+impl Reconnects {
+    /// Counts the reconnects of `client` from now on.
+    pub(crate) fn of(client: &Client) -> Self {
+        Self(Mutex::new((client.reconnect_rx(), 0)))
+    }
+
+    fn count(&self) -> u64 {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (events, count) = &mut *state;
+        loop {
+            match events.try_recv() {
+                Ok(_) => *count += 1,
+                Err(TryRecvError::Lagged(missed)) => *count += missed,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return *count,
+            }
+        }
+    }
+}
+
+/// Tried once, never queued while disconnected.
+fn once() -> CallOptions {
+    CallOptions {
+        fail_fast: true,
+        max_attempts: Some(1),
+        ..CallOptions::default()
+    }
 }
 
 impl FredConn {
@@ -28,11 +66,7 @@ impl FredConn {
         values.push(Value::from(script));
         values.push(Value::Integer(keys.len().try_into().unwrap_or(i64::MAX)));
         values.extend(keys.iter().chain(args).map(|s| Value::from(*s)));
-        let options = CallOptions {
-            fail_fast: true,
-            max_attempts: Some(1),
-            ..CallOptions::default()
-        };
+        let options = once();
         // On a cluster, the call goes to the slot of KEYS[1], the lock's one key. fred routes
         // a custom command by its hash only when that is a slot (`Custom`); any other
         // policy, `Offset` included, hashes the first string argument: the script.
@@ -59,5 +93,27 @@ impl Conn for FredConn {
         args: &[&str],
     ) -> Result<Reply, ConnError> {
         self.call(script.command(), script.text(), keys, args).await
+    }
+
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        if self.client.is_clustered() {
+            let message = "a cluster client sends commands to several masters";
+            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
+        }
+        let Some((name, rest)) = args.split_first() else {
+            return Err(ConnError::new(ConnErrorKind::Command, "no command to send"));
+        };
+        let command = CustomCommand::new(name.to_string(), ClusterHash::Random, false);
+        let values: Vec<Value> = rest.iter().map(|s| Value::from(*s)).collect();
+        let client = self.client.with_options(&once());
+        let value: Value = client.custom(command, values).await.map_err(map_error)?;
+        to_reply(value)
+    }
+
+    /// How many times fred connected the client: it reconnects in the background, so a
+    /// call can go over a new connection without one failing. fred announces each new
+    /// connection before it puts the connection in service.
+    fn epoch(&self) -> Option<u64> {
+        Some(self.reconnects.count())
     }
 }

@@ -62,6 +62,7 @@ mod conn;
 mod convert;
 mod subscriber;
 pub use conn::FredConn;
+use conn::Reconnects;
 pub use convert::{map_error, to_reply};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
@@ -89,6 +90,8 @@ struct Shared {
     last_error: StdMutex<Option<FredError>>,
     /// The reconnect this pool asked fred for, while under way.
     reconnecting: StdMutex<Option<JoinHandle<()>>>,
+    /// fred's reconnects of the client, for [`Conn::epoch`](redlock_core::Conn::epoch).
+    reconnects: Arc<Reconnects>,
 }
 
 impl Drop for Shared {
@@ -233,8 +236,15 @@ impl FredPool {
             errors: StdMutex::new(errors),
             last_error: StdMutex::new(None),
             reconnecting: StdMutex::new(None),
+            reconnects: Arc::new(Reconnects::of(&client)),
         });
         Self { client, shared }
+    }
+
+    fn conn(&self) -> FredConn {
+        let client = self.client.clone();
+        let reconnects = self.shared.reconnects.clone();
+        FredConn { client, reconnects }
     }
 
     /// Waits for a connection attempt in progress; fails at once while fred backs off.
@@ -298,8 +308,7 @@ impl Pool for FredPool {
             return Ok(conn);
         }
         self.await_connection().await?;
-        let client = self.client.clone();
-        Ok(FredConn { client })
+        Ok(self.conn())
     }
 
     /// A connection whenever the client is connected (a clone of it).
@@ -308,8 +317,7 @@ impl Pool for FredPool {
             return None;
         }
         self.shared.settled.store(true, Ordering::Relaxed);
-        let client = self.client.clone();
-        Some(FredConn { client })
+        Some(self.conn())
     }
 
     fn address(&self) -> Option<String> {

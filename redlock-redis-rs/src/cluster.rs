@@ -78,6 +78,8 @@ impl RedisPool<ClusterConnection> {
         let conn = connect().ok_or_else(|| Error::Config("no tokio runtime".into()))?;
         let rebuild: Rebuild<ClusterConnection> = Box::new(connect);
         let pool = Self::build(conn, Some(rebuild)).subscribing_via(SubscribeVia::Clients(seeds));
+        // `INFO` would go to some master, not the one a lock key's slot is on.
+        let pool = pool.without_commands();
         Ok(pool.with_address(address))
     }
 }

@@ -32,16 +32,17 @@
 //! With the `cluster` feature, `RedisPool::from_cluster` makes a whole Redis Cluster
 //! one node of the lock: each call goes to the master that serves the lock key's slot.
 
-use std::error::Error as StdError;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use conn::{RedisConn, map_error, query_command, query_script, to_reply};
 pub use redis;
+use redis::ConnectionAddr;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
 pub use redlock_core::*;
 #[cfg(feature = "sentinel")]
 pub use sentinel::SentinelConnection;
@@ -50,6 +51,7 @@ pub use tls::connection_info;
 
 #[cfg(feature = "cluster")]
 mod cluster;
+mod conn;
 #[cfg(feature = "sentinel")]
 mod sentinel;
 mod subscriber;
@@ -82,6 +84,12 @@ struct Shared<C> {
     conn: RwLock<C>,
     /// `None` for a connection the caller built: it cannot be replaced.
     rebuild: Option<Rebuild<C>>,
+    /// Counts the new underlying connections of a connection this crate built: each
+    /// replacement, and each reconnect a RESP3 `ConnectionManager` made by itself.
+    /// `None` for a connection the caller built, which may reconnect unseen.
+    generation: Option<Arc<AtomicU64>>,
+    /// Whether `INFO` reaches the one node (not a cluster).
+    commands: bool,
 }
 
 impl<C> Clone for RedisPool<C> {
@@ -125,6 +133,8 @@ impl RedisPool {
         let client = redis::Client::open(info.set_tcp_settings(tcp))
             .map_err(|e| Error::Config(format!("cannot set up a redis client: {e}")))?;
         let subscriber = SubscribeVia::Clients(vec![client.clone()]);
+        let disconnections = conn::Disconnections::default();
+        let generation = disconnections.0.clone();
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -133,13 +143,24 @@ impl RedisPool {
             // The lock bounds every call with its own per-node timeout; redis's default of
             // 500 ms would cut calls short of a longer one.
             .set_response_timeout(None);
+        // Over RESP2 the manager reconnects only after a call failed, which the lock sees;
+        // over RESP3 it reconnects when a connection closes, and pushes a notice first.
+        let resp3 = client
+            .get_connection_info()
+            .redis_settings()
+            .protocol()
+            .supports_resp3();
+        let config = match resp3 {
+            true => config.set_push_sender(disconnections),
+            false => config,
+        };
         let manager =
             move || ConnectionManager::new_lazy_with_config(client.clone(), config.clone());
         let conn = manager()
             .map_err(|e| Error::Config(format!("cannot set up a redis connection: {e}")))?;
         let rebuild: Rebuild<ConnectionManager> = Box::new(move || manager().ok());
         let pool = Self::build(conn, Some(rebuild)).with_address(address);
-        Ok(pool.subscribing_via(subscriber))
+        Ok(pool.counting(generation).subscribing_via(subscriber))
     }
 
     /// A node at `url` (`redis://[user:pass@]host:port/db`, `rediss://…` with a TLS
@@ -222,7 +243,12 @@ where
 
     fn build(conn: C, rebuild: Option<Rebuild<C>>) -> Self {
         let conn = RwLock::new(conn);
-        let shared = Arc::new(Shared { conn, rebuild });
+        let shared = Arc::new(Shared {
+            conn,
+            rebuild,
+            generation: None,
+            commands: true,
+        });
         Self {
             shared,
             address: None,
@@ -230,9 +256,35 @@ where
         }
     }
 
-    fn conn(&self) -> C {
-        let conn = self.shared.conn.read();
-        conn.unwrap_or_else(PoisonError::into_inner).clone()
+    /// Reports the new underlying connections that `generation` counts, and the
+    /// replacements, as [`Conn::epoch`]. Only while the pool is not shared yet.
+    fn counting(mut self, generation: Arc<AtomicU64>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.generation = Some(generation);
+        }
+        self
+    }
+
+    /// Reports [`Conn::command`] unsupported (a cluster). Only while the pool is not
+    /// shared yet.
+    #[cfg(feature = "cluster")]
+    fn without_commands(mut self) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.commands = false;
+        }
+        self
+    }
+
+    fn conn(&self) -> RedisConn<C> {
+        let shared = &*self.shared;
+        let conn = shared.conn.read();
+        let conn = RedisConn::new(conn.unwrap_or_else(PoisonError::into_inner).clone());
+        let epoch = shared.generation.as_ref();
+        let conn = conn.with_epoch(epoch.map(|g| g.load(Ordering::Relaxed)));
+        match shared.commands {
+            true => conn,
+            false => conn.without_commands(),
+        }
     }
 }
 
@@ -244,12 +296,12 @@ where
     type Conn = RedisConn<C>;
 
     async fn get(&self) -> Result<RedisConn<C>, ConnError> {
-        Ok(RedisConn(self.conn()))
+        Ok(self.conn())
     }
 
     /// Always a connection: handing one out is a clone of the multiplexed handle.
     fn get_now(&self) -> Option<RedisConn<C>> {
-        Some(RedisConn(self.conn()))
+        Some(self.conn())
     }
 
     fn address(&self) -> Option<String> {
@@ -263,11 +315,11 @@ where
         let Some(fresh) = self.shared.rebuild.as_ref().and_then(|rebuild| rebuild()) else {
             return false;
         };
-        *self
-            .shared
-            .conn
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = fresh;
+        let conn = self.shared.conn.write();
+        *conn.unwrap_or_else(PoisonError::into_inner) = fresh;
+        if let Some(generation) = &self.shared.generation {
+            generation.fetch_add(1, Ordering::Relaxed);
+        }
         true
     }
 
@@ -312,105 +364,4 @@ pub fn node_address(addr: &ConnectionAddr) -> String {
         Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
         _ => text,
     }
-}
-
-/// Runs the core's scripts on any redis-rs async connection.
-#[derive(Debug)]
-pub struct RedisConn<C>(pub C);
-
-#[async_trait]
-impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
-    async fn eval(
-        &mut self,
-        script: ScriptRef<'_>,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        query_script(&mut self.0, script, keys, args).await
-    }
-}
-
-/// Sends `script` (EVALSHA or EVAL) with `keys` and `args` on `conn`, and maps the reply
-/// and any error into the core's types.
-///
-/// What [`RedisConn`] does, without its boxed future: for drivers built on a redis-rs
-/// connection (`redlock-deadpool`), so they neither repeat it nor pay for a second box.
-///
-/// # Errors
-///
-/// As [`map_error`] and [`to_reply`].
-pub async fn query_script<C: ConnectionLike>(
-    conn: &mut C,
-    script: ScriptRef<'_>,
-    keys: &[&str],
-    args: &[&str],
-) -> Result<Reply, ConnError> {
-    let mut cmd = redis::cmd(script.command());
-    cmd.arg(script.text()).arg(keys.len()).arg(keys).arg(args);
-    let reply = cmd.query_async(conn).await.map_err(map_error)?;
-    to_reply(reply)
-}
-
-/// Maps a redis-rs error into the core's [`ConnError`]; server error replies are
-/// classified by the core ([`ConnErrorKind::of_server_error`]).
-pub fn map_error(e: RedisError) -> ConnError {
-    let kind = match (e.code(), e.kind()) {
-        (Some(code), _) => {
-            let reply = format!("{code} {}", e.detail().unwrap_or_default());
-            ConnErrorKind::of_server_error(&reply)
-        }
-        (None, ErrorKind::AuthenticationFailed) => ConnErrorKind::Auth,
-        _ if e.is_timeout() => ConnErrorKind::Timeout,
-        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
-            ConnErrorKind::Connection
-        }
-        (None, ErrorKind::Parse | ErrorKind::UnexpectedReturnType) => ConnErrorKind::Protocol,
-        (None, ErrorKind::RESP3NotSupported) => ConnErrorKind::Protocol,
-        _ => ConnErrorKind::Other,
-    };
-    ConnError::caused_by(kind, Cause(e))
-}
-
-/// A redis-rs error as a `source()`: a `RedisError` that wraps an I/O error prints that
-/// error's text and returns it as its own source, which would print it twice; this skips
-/// the repeat.
-#[derive(Debug)]
-struct Cause(RedisError);
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl StdError for Cause {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        let inner = self.0.source()?;
-        if inner.to_string() == self.0.to_string() {
-            return inner.source();
-        }
-        Some(inner)
-    }
-}
-
-/// Converts a redis-rs reply into the core's [`Reply`].
-///
-/// # Errors
-///
-/// [`ConnErrorKind::Protocol`] for reply types the core's scripts never produce.
-pub fn to_reply(value: Value) -> Result<Reply, ConnError> {
-    Ok(match value {
-        Value::Nil => Reply::Nil,
-        Value::Int(i) => Reply::Int(i),
-        Value::BulkString(b) => Reply::Data(b),
-        Value::SimpleString(s) => Reply::Data(s.into_bytes()),
-        Value::Okay => Reply::Data(b"OK".to_vec()),
-        Value::Array(items) => {
-            Reply::Array(items.into_iter().map(to_reply).collect::<Result<_, _>>()?)
-        }
-        other => {
-            let msg = format!("unexpected reply type {other:?}");
-            return Err(ConnError::new(ConnErrorKind::Protocol, msg));
-        }
-    })
 }

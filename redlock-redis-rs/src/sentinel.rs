@@ -201,6 +201,7 @@ impl RedisPool<SentinelConnection> {
         let (name, _) = master_of(service)?;
         let via = SubscribeVia::Sentinel(conn.clone());
         let pool = Self::build(conn, Some(rebuild)).subscribing_via(via);
+        let pool = pool.counting(Arc::default());
         Ok(pool.with_address(format!("sentinel service {name}")))
     }
 }

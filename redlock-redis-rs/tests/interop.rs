@@ -44,7 +44,9 @@ async fn setup(test: &str) -> Setup {
     let fleet = Fleet::start(NODES).expect("start the redis-server fleet");
     let urls = fleet.urls();
     let pools = RedisPool::from_urls(&urls).unwrap();
-    let redlock = Redlock::with_options(pools, Options::new().expiry(TTL)).unwrap();
+    // New servers: with restart quarantine they would get no vote for the expiry.
+    let options = Options::new().expiry(TTL).quarantine(Duration::ZERO);
+    let redlock = Redlock::with_options(pools, options).unwrap();
     let (python, node) = tokio::join!(
         Foreign::start(Client::Python, &urls),
         Foreign::start(Client::Node, &urls)
@@ -253,7 +255,8 @@ async fn rust_worker(redlock: &Redlock<RedisPool>, work: &Work) -> u32 {
     let options = Options::new()
         .expiry(TTL)
         .tries(400)
-        .retry_delay(Duration::from_millis(5), Duration::from_millis(45));
+        .retry_delay(Duration::from_millis(5), Duration::from_millis(45))
+        .quarantine(Duration::ZERO);
     let mutex = redlock.mutex_with(&work.name, options).unwrap();
     let client = redis::Client::open(work.counter_url.as_str()).unwrap();
     let mut counter = client.get_multiplexed_async_connection().await.unwrap();

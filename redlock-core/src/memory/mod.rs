@@ -158,12 +158,26 @@ impl MemoryPool {
         self.node().data.remove(key);
     }
 
-    /// Forgets every key and script, as a restart without persistence does.
+    /// Forgets every key and script, as a restart without persistence does, without
+    /// restarting (the node's uptime and connections stay).
     pub fn lose_data(&self) {
         let mut node = self.node();
         node.data.clear();
         node.persistent.clear();
         node.scripts_loaded = false;
+    }
+
+    /// How many `INFO server` commands the node answered (restart quarantine reads it
+    /// once per connection).
+    pub fn info_calls(&self) -> u64 {
+        self.node().infos
+    }
+
+    /// Restarts the node now: its uptime starts again (`INFO server`), every connection
+    /// is a new one ([`Conn::epoch`] changes), the scripts are gone, and the keys too
+    /// unless `keep_data`. Without a restart a node reports three years of uptime.
+    pub fn restart(&self, keep_data: bool) {
+        self.node().restart(keep_data);
     }
 
     /// The value of `key`, if present and not expired.
@@ -341,5 +355,24 @@ impl Conn for MemoryPool {
         args: &[&str],
     ) -> Result<Reply, ConnError> {
         self.run(Command::new(script, keys, args)).await
+    }
+
+    /// `INFO server` only, answered at once and not counted in [`MemoryPool::calls`].
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        match args {
+            [info, section] if info.eq_ignore_ascii_case("info") && *section == "server" => {
+                self.node().info_server()
+            }
+            _ => Err(ConnError::new(
+                ConnErrorKind::Command,
+                "ERR unknown command",
+            )),
+        }
+    }
+
+    /// The node's restarts and this client's reconnects.
+    fn epoch(&self) -> Option<u64> {
+        let incarnation = self.node().incarnation;
+        Some(incarnation << 32 | self.link().reconnects)
     }
 }

@@ -10,6 +10,9 @@ use crate::conn::{ConnError, ConnErrorKind, Reply, ScriptRef};
 use crate::fence::FENCED_SET;
 use crate::scripts::{FENCE, FenceArgs, LOCK, LockArgs, LockMode, Script, UNLOCK, UnlockArgs};
 
+/// The uptime of a node that has not restarted in the test: longer than any quarantine.
+const UP_SINCE_LONG_AGO: u64 = 3 * 365 * 24 * 3600;
+
 /// A command as sent: script, keys and arguments.
 #[derive(Debug, Clone)]
 pub(super) struct Command {
@@ -76,6 +79,13 @@ pub(super) struct Node {
     pub(super) subscribers_opened: u64,
     /// Releases are published but reach no subscriber while set.
     pub(super) losing_messages: bool,
+    /// How many times the node restarted: its `run_id`, and part of every connection's
+    /// epoch.
+    pub(super) incarnation: u64,
+    /// When it last restarted; `None` for a node up since long before the test.
+    pub(super) started: Option<Instant>,
+    /// How many `INFO server` it answered.
+    pub(super) infos: u64,
 }
 
 impl Node {
@@ -205,6 +215,36 @@ impl Node {
 }
 
 impl Node {
+    /// Restarts the node: every connection is new, the scripts are gone, and the data too
+    /// unless `keep_data`.
+    pub(super) fn restart(&mut self, keep_data: bool) {
+        self.incarnation += 1;
+        self.started = Some(Instant::now());
+        self.scripts_loaded = false;
+        if !keep_data {
+            self.data.clear();
+            self.persistent.clear();
+        }
+    }
+
+    /// The reply to `INFO server`: the `run_id` and the uptime (three years for a node up since
+    /// before the test).
+    pub(super) fn info_server(&mut self) -> Result<Reply, ConnError> {
+        if self.down {
+            let refused = ConnError::new(ConnErrorKind::Connection, "connection refused");
+            return Err(refused);
+        }
+        self.infos += 1;
+        let uptime = self
+            .started
+            .map_or(UP_SINCE_LONG_AGO, |at| at.elapsed().as_secs());
+        let text = format!(
+            "# Server\r\nrun_id:{:040x}\r\nuptime_in_seconds:{uptime}\r\n",
+            self.incarnation
+        );
+        Ok(Reply::Data(text.into_bytes()))
+    }
+
     /// A number kept in `key` (0 when absent), as the scripts read a fence.
     fn number(&self, key: &str) -> Result<i64, ConnError> {
         let Some(text) = self.persistent.get(key) else {

@@ -38,7 +38,7 @@ impl<'a, P: Pool> Round<'a, P> {
     /// far; with a value that might be another owner's, only the nodes that confirmed it.
     fn ours(&self, unanswered_too: bool) -> NodeSet {
         if !self.unique {
-            return self.tally.yes_nodes();
+            return self.tally.set_nodes();
         }
         let asked = if unanswered_too {
             self.target.all_nodes()

@@ -291,8 +291,11 @@ impl<P: Pool> Target<P> {
     /// above the largest fence this manager has seen on the lock.
     fn acquire_call(&self, value: &Arc<str>) -> Result<(Arc<Call<P>>, Option<Token>)> {
         let ttl = self.settings.ttl.arg().clone();
+        let quarantine = self.settings.quarantine;
         let Some(key) = &self.fence_key else {
-            return Ok((self.lock_call(value, ttl, LockMode::CreateOnly), None));
+            let (nodes, name) = (self.nodes.clone(), self.name.clone());
+            let call = Call::lock(nodes, name, value.clone(), ttl, LockMode::CreateOnly);
+            return Ok((Arc::new(call.with_quarantine(quarantine)), None));
         };
         let hint = self.nodes.fence_hint(key);
         let Some(token) = hint.checked_add(1).and_then(Token::new) else {
@@ -301,7 +304,7 @@ impl<P: Pool> Target<P> {
         };
         let (nodes, name, fence_key) = (self.nodes.clone(), self.name.clone(), key.clone());
         let call = Call::fence(nodes, name, fence_key, value.clone(), ttl, token);
-        Ok((Arc::new(call), Some(token)))
+        Ok((Arc::new(call.with_quarantine(quarantine)), Some(token)))
     }
 
     /// The call that sets or refreshes the key to `value` for `ttl_ms`, as `mode` allows.

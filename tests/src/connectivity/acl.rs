@@ -116,3 +116,30 @@ pub async fn missing_permission_fails_at_once_and_says_so<P: Pool>(factory: &imp
     let text = printed(&refused);
     assert!(!text.contains(SECRET), "the password shows: {text}");
 }
+
+/// A user without `+info` cannot have its nodes' ages read for restart quarantine: the
+/// lock is refused at once, and the message names `INFO server`; with quarantine off the
+/// same user locks.
+pub async fn user_without_info_is_told_what_quarantine_needs<P: Pool>(factory: &impl Factory<P>) {
+    let fleet = start(3);
+    let prefix = unique_prefix("noinfo");
+    let commands: Vec<&str> = ACL_COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| *c != "info")
+        .collect();
+    add_user(&fleet, &format!("{prefix}*"), &commands);
+    let redlock = manager_as(&fleet, "locker:", factory);
+    let name = format!("{prefix}lock");
+    let refused = redlock.lock(&name).await.expect_err("no +info");
+    assert!(!refused.is_retryable(), "{refused}");
+    let text = printed(&refused);
+    assert!(text.contains("INFO server"), "{text}");
+    let off = options(3).quarantine(std::time::Duration::ZERO);
+    let guard = redlock.mutex_with(&name, off).expect("mutex").lock().await;
+    guard
+        .expect("lock without quarantine")
+        .unlock()
+        .await
+        .expect("unlock");
+}

@@ -37,7 +37,7 @@ pub use tls::*;
 
 /// Options for the connectivity behaviours: a 5 s expiry with a 1 s per-node timeout
 /// (a TLS handshake or a cluster's first connection on a loaded machine fits in it), quick
-/// retries, and `tries` attempts.
+/// retries, `tries` attempts, and no restart quarantine (the servers are new, every run).
 pub(crate) fn options(tries: u32) -> redlock_core::Options {
     redlock_core::Options::new()
         .expiry(std::time::Duration::from_secs(5))
@@ -47,6 +47,7 @@ pub(crate) fn options(tries: u32) -> redlock_core::Options {
             std::time::Duration::from_millis(5),
             std::time::Duration::from_millis(15),
         )
+        .quarantine(std::time::Duration::ZERO)
 }
 
 /// Holds the lock `name` through one manager over the node `pool()` builds, starts a
@@ -107,6 +108,7 @@ macro_rules! connectivity_tests {
         $crate::__connectivity_tests!(url: $factory;
             rediss_url_trusts_the_system_roots,
             least_privilege_acl_user_locks,
+            user_without_info_is_told_what_quarantine_needs,
             password_only_url_locks,
             missing_permission_fails_at_once_and_says_so,
         );

@@ -20,11 +20,13 @@ const SERVICE: &str = "redlock-test";
 /// must fail, never pass.
 const RESUME_WITHIN: Duration = Duration::from_secs(30);
 
+/// No restart quarantine: the servers are new, and so is a promoted replica's master.
 fn options() -> Options {
     Options::new()
         .expiry(Duration::from_secs(5))
         .timeout_factor(0.1)
         .tries(1)
+        .quarantine(Duration::ZERO)
 }
 
 /// One master, two replicas and three Sentinels.

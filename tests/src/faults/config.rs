@@ -105,14 +105,16 @@ impl Config {
         Ok(Self::with_secs(seed, secs))
     }
 
-    /// The clients' lock options: the expiry, a per-node timeout of a tenth of it, and
-    /// quick retries.
+    /// The clients' lock options: the expiry, a per-node timeout of a tenth of it, quick
+    /// retries, and no restart quarantine (the servers are new; the plans that test
+    /// quarantine switch it on).
     pub fn options(&self) -> Options {
         Options::new()
             .expiry(self.expiry)
             .timeout_factor(0.1)
             .tries(10_000)
             .retry_delay(Duration::from_millis(10), Duration::from_millis(50))
+            .quarantine(Duration::ZERO)
     }
 
     /// How long `plan` runs.

@@ -20,7 +20,8 @@ pub async fn contending_tasks_never_overlap<P: Pool>(factory: &impl Factory<P>) 
         .expiry(Duration::from_secs(3))
         .timeout_factor(0.3)
         .tries(100_000)
-        .retry_delay(Duration::from_millis(1), Duration::from_millis(6));
+        .retry_delay(Duration::from_millis(1), Duration::from_millis(6))
+        .quarantine(Duration::ZERO);
     let c = Testbed::start(3, options, factory, "contention");
     let name: Arc<str> = c.key("lock").into();
     let budget = Arc::new(AtomicUsize::new(ACQUISITIONS));
@@ -102,7 +103,8 @@ pub async fn waiter_behind_a_crashed_holder_acquires_when_its_keys_expire<P: Poo
         .expiry(Duration::from_secs(5))
         .timeout_factor(0.1)
         .tries(3)
-        .retry_delay(Duration::from_secs(30), Duration::from_secs(30));
+        .retry_delay(Duration::from_secs(30), Duration::from_secs(30))
+        .quarantine(Duration::ZERO);
     let c = Testbed::start(3, options, factory, "crashed_holder");
     let name = c.key("lock");
     c.cycle(&c.key("warm-up")).await;

@@ -31,6 +31,7 @@ mod credentials;
 mod fencing;
 mod lease;
 mod outages;
+mod quarantine;
 mod release;
 mod waiters;
 
@@ -41,6 +42,7 @@ pub use credentials::*;
 pub use fencing::*;
 pub use lease::*;
 pub use outages::*;
+pub use quarantine::*;
 pub use release::*;
 pub use waiters::*;
 
@@ -169,15 +171,17 @@ pub fn manager_over<P: Pool>(
     Redlock::with_options(pools, options).expect("valid options")
 }
 
-/// Options for tests: short expiry, quick retries, and half the expiry as the per-node
+/// Options for tests: short expiry, quick retries, half the expiry as the per-node
 /// timeout so that a loaded test machine does not turn a slow first connect into a
-/// failed vote.
+/// failed vote, and no restart quarantine: every test starts its servers anew, and with
+/// it they would get no vote for the expiry. The quarantine behaviours set their own.
 pub fn quick(expiry_ms: u64) -> Options {
     Options::new()
         .expiry(Duration::from_millis(expiry_ms))
         .timeout_factor(0.5)
         .tries(3)
         .retry_delay(Duration::from_millis(5), Duration::from_millis(15))
+        .quarantine(Duration::ZERO)
 }
 
 /// Emits one `#[tokio::test]` per behaviour of the suite, for the driver whose pool
@@ -230,6 +234,7 @@ macro_rules! conformance_tests {
             fenced_tokens_grow_across_managers,
             fenced_tokens_survive_a_node_restarting_empty,
             stale_holder_write_is_refused,
+            restarted_nodes_get_no_vote_until_their_quarantine_ends,
         );
     };
 }
