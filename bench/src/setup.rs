@@ -18,14 +18,14 @@ use crate::{Context as _, Result, fail};
 
 /// Starts `n` throwaway `redis-server`s on loopback ports (killed when the fleet drops),
 /// and waits until they are older than the lock's default restart quarantine (the default
-/// expiry plus its drift allowance, and a second for `INFO`'s whole seconds): the
+/// expiry plus its drift allowance, and two seconds for `INFO`'s whole seconds): the
 /// contenders run with the lock's defaults, quarantine on, and new servers get no vote
 /// before then.
 pub(crate) fn start_fleet(n: usize) -> Result<Fleet> {
     let fleet =
         Fleet::start(n).map_err(|e| fail(format!("cannot start {n} redis-server(s): {e}")))?;
     let defaults = Options::new();
-    let quarantine = defaults.get_expiry() + defaults.get_drift() + Duration::from_secs(1);
+    let quarantine = defaults.get_expiry() + defaults.get_drift() + Duration::from_secs(2);
     eprintln!("waiting {quarantine:?} for the new servers to leave restart quarantine");
     std::thread::sleep(quarantine);
     Ok(fleet)

@@ -32,10 +32,14 @@
 //! # Guarantees and limits
 //!
 //! While [`Guard::remaining`] is above zero, no other client holding the same nodes can
-//! hold the lock, provided that no node loses its data on restart before the expiry has
-//! passed, and that clocks drift less than the drift allowance. A process paused past its
-//! validity (GC, swap, SIGSTOP) can still act after its lock expired: protect the resource
-//! itself, or check `remaining()` right before each side effect.
+//! hold the lock, provided that clocks drift less than the drift allowance and that every
+//! client keeps restart quarantine on ([`Options::quarantine`], the default) with a period
+//! at least the longest expiry any of them uses plus its drift: a node that restarts
+//! without its data then gets no vote until every key it could have held has expired.
+//! A process paused past its validity (GC, swap, SIGSTOP) can still act after its lock
+//! expired: take a fenced lock ([`Options::fenced`], [`Guard::token`], see [`fence`]) and
+//! have the resource check the token, or check `remaining()` right before each side
+//! effect.
 //!
 //! # Leases
 //!

@@ -12,8 +12,9 @@
 //! no round trip. A node younger than the period still takes the key (and is released
 //! with the rest), but its grant does not count towards the quorum.
 //!
-//! The uptime is whole seconds rounded down, so a node is taken to have started up to a
-//! second later than it did: the quarantine errs long.
+//! The uptime is the difference of two whole-second clock readings, off by up to a second
+//! either way, so a node is taken to have started a second after the uptime says: up to
+//! two seconds after it did. The quarantine errs long.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -22,6 +23,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::conn::{ConnError, ConnErrorKind, Reply};
+
+/// How far `uptime_in_seconds` may be from the truth: Redis subtracts its start time in
+/// whole seconds from the time now in whole seconds.
+const UPTIME_ERROR: Duration = Duration::from_secs(1);
 
 /// What the core knows of one node's age.
 #[derive(Debug, Default)]
@@ -102,7 +107,7 @@ impl Ages {
         at: Instant,
     ) -> Result<(), ConnError> {
         let (run_id, uptime) = parse_info(info)?;
-        let started = at.checked_sub(Duration::from_secs(uptime));
+        let started = (at + UPTIME_ERROR).checked_sub(Duration::from_secs(uptime));
         self.with(node, |age| {
             // The same server: keep the later estimate of its start (the longer wait).
             let same = age.run_id.as_deref() == Some(run_id.as_str());
@@ -124,7 +129,9 @@ impl Ages {
     /// How much longer `node` stays in quarantine, if it started less than `period` ago.
     pub(crate) fn young(&self, node: usize, period: Duration) -> Option<Duration> {
         let started = self.with(node, |age| age.started).flatten()?;
-        let left = period.checked_sub(started.elapsed())?;
+        let left = started
+            .checked_add(period)?
+            .checked_duration_since(Instant::now())?;
         (!left.is_zero()).then_some(left)
     }
 }
@@ -176,15 +183,20 @@ mod tests {
             "a new epoch is a new connection"
         );
         let period = Duration::from_secs(8);
-        assert_eq!(ages.young(0, period), Some(Duration::from_secs(5)));
-        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            ages.young(0, period),
+            Some(Duration::from_secs(6)),
+            "a second more"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(ages.young(0, period), None);
         assert_eq!(ages.young(1, period), None, "unknown is never young");
         ages.forget_connection(0);
         assert!(ages.needs_check(0, None));
         ages.record(0, None, &info("b", 0), Instant::now())
             .unwrap_or_default();
-        assert_eq!(ages.young(0, period), Some(period), "restarted");
+        let left = period + UPTIME_ERROR;
+        assert_eq!(ages.young(0, period), Some(left), "restarted");
         ages.unsupported(1);
         assert!(!ages.needs_check(1, Some(7)));
     }

@@ -24,8 +24,9 @@ pub async fn restarted_nodes_get_no_vote_until_their_quarantine_ends<P: Pool>(
 ) {
     let period = Duration::from_secs(2);
     let mut c = Testbed::start(3, quick(1_000).quarantine(period), factory, "quarantine");
-    // `INFO` counts whole seconds: a second more and the servers are surely old enough.
-    tokio::time::sleep(period + Duration::from_secs(1)).await;
+    // `INFO` counts whole seconds, and the lock adds one for their error: two seconds more
+    // and the servers are surely old enough.
+    tokio::time::sleep(period + Duration::from_secs(2)).await;
     for i in 0..3 {
         c.fleet.reset_stats(i).expect("reset stats");
     }
