@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::conn::{Conn, ConnError, Pool, Reply, ScriptRef};
+use crate::conn::{Conn, ConnError, Pool, Replies, Reply, ScriptRef};
 use crate::subscriber::BoxSubscriber;
 
 /// A connection of any driver, boxed; the connection type of [`BoxPool`].
@@ -26,6 +26,16 @@ impl<C: Conn + ?Sized> Conn for Box<C> {
 
     async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
         (**self).command(args).await
+    }
+
+    async fn eval_then(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+        then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        (**self).eval_then(script, keys, args, then).await
     }
 
     fn epoch(&self) -> Option<u64> {

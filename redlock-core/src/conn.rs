@@ -181,6 +181,34 @@ pub trait Conn: Send {
         Err(ConnError::new(ConnErrorKind::Unsupported, message))
     }
 
+    /// Runs the script and then the command `then` (`args[0]` is its name) on this
+    /// connection, pipelined: both are sent before either reply is read, so that the
+    /// command runs on the same server connection right after the script, and a reconnect
+    /// in between fails both instead of running the command alone. Returns both replies,
+    /// a server's error reply as that command's `Err`. The default reports
+    /// [`ConnErrorKind::Unsupported`].
+    ///
+    /// Optional. The core uses it for durable votes
+    /// ([`Options::durable_votes`](crate::Options::durable_votes)): `WAITAOF` after the
+    /// acquire or extend script, so that a vote counts only once the key reached the
+    /// node's append-only file. Without it, durable votes fail on this driver's nodes,
+    /// with an error that says why.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnError`] when the connection failed (neither reply came);
+    /// [`ConnErrorKind::Unsupported`] when the driver cannot pipeline.
+    async fn eval_then(
+        &mut self,
+        _script: ScriptRef<'_>,
+        _keys: &[&str],
+        _args: &[&str],
+        _then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        let message = "this driver cannot pipeline a command after a script";
+        Err(ConnError::new(ConnErrorKind::Unsupported, message))
+    }
+
     /// A number that identifies the underlying connection the next call goes over, and
     /// changes whenever the driver makes a new one to the node (a reconnect, a new pooled
     /// connection), before any call goes over the new one. The default, `None`, says the
@@ -195,6 +223,10 @@ pub trait Conn: Send {
         None
     }
 }
+
+/// The replies to a script and the command pipelined after it ([`Conn::eval_then`]), each
+/// a server's error reply as `Err`.
+pub type Replies = (Result<Reply, ConnError>, Result<Reply, ConnError>);
 
 /// A script as one call sends it: by its SHA1 (EVALSHA) or by its source (EVAL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

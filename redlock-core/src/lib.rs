@@ -102,7 +102,7 @@ pub mod validity;
 mod wait;
 
 pub use boxed::{BoxConn, BoxPool, PoolExt};
-pub use conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef, run_script};
+pub use conn::{Conn, ConnError, ConnErrorKind, Pool, Replies, Reply, ScriptRef, run_script};
 pub use error::{Action, Error, LostReason, Result};
 pub use guard::Guard;
 pub use lease::{KeepAliveError, Lease, LeaseSignal, LeaseState};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::call::WaitAof;
 use crate::error::{Error, Result};
 use crate::fence;
 use crate::options::{MAX_EXPIRY, MAX_NODES, MAX_TRIES, Options, RetryDelay, ValueSource};
@@ -20,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) node_timeout: Duration,
     /// The restart quarantine period, if on.
     pub(crate) quarantine: Option<Duration>,
+    /// `WAITAOF`'s arguments, with durable votes.
+    pub(crate) durable: Option<WaitAof>,
 }
 
 /// A TTL as the nodes get it: whole milliseconds, formatted once as the script argument.
@@ -90,6 +93,10 @@ impl Settings {
             drift,
             node_timeout,
             quarantine: (!quarantine.is_zero()).then_some(quarantine),
+            durable: options.durable_votes.map(|replicas| WaitAof {
+                replicas: replicas.to_string().into(),
+                timeout_ms: node_timeout.as_millis().max(1).to_string().into(),
+            }),
         })
     }
 }

@@ -54,7 +54,8 @@ use deadpool_redis::redis::{AsyncConnectionConfig, ConnectionInfo};
 use deadpool_redis::{Manager, PoolError, Runtime, TimeoutType, Timeouts};
 pub use redlock_core::*;
 use redlock_redis_rs::{
-    RedisSubscriber, connection_info, node_address, query_command, query_script, tcp_settings,
+    RedisSubscriber, connection_info, node_address, query_command, query_script, query_script_then,
+    tcp_settings,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -302,7 +303,7 @@ impl std::fmt::Debug for DeadpoolConn {
 
 impl DeadpoolConn {
     /// Takes a broken connection out of the pool, unless it was replaced already.
-    async fn check(&self, result: Result<Reply, ConnError>) -> Result<Reply, ConnError> {
+    async fn check<T>(&self, result: Result<T, ConnError>) -> Result<T, ConnError> {
         if let Err(e) = &result
             && e.kind() == ConnErrorKind::Connection
         {
@@ -329,6 +330,17 @@ impl Conn for DeadpoolConn {
 
     async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
         let result = query_command(&mut self.conn, args).await;
+        self.check(result).await
+    }
+
+    async fn eval_then(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+        then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        let result = query_script_then(&mut self.conn, script, keys, args, then).await;
         self.check(result).await
     }
 

@@ -4,16 +4,19 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use fred::clients::Client;
+use fred::clients::{Client, Pipeline};
+use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, EventInterface};
 use fred::prelude::Server;
 use fred::types::config::Options as CallOptions;
 use fred::types::{ClusterHash, CustomCommand, Value};
-use redlock_core::{Conn, ConnError, ConnErrorKind, Reply, ScriptRef};
+use redlock_core::{Conn, ConnError, ConnErrorKind, Replies, Reply, ScriptRef};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::convert::{map_error, to_reply};
+
+type FredResult<T> = Result<T, FredError>;
 
 /// Runs the core's scripts on one fred client, without buffering or replays.
 #[derive(Clone, Debug)]
@@ -55,6 +58,25 @@ fn once() -> CallOptions {
 }
 
 impl FredConn {
+    /// A script's arguments as fred values: the script, the key count, keys, args.
+    fn script_values(script: &str, keys: &[&str], args: &[&str]) -> Vec<Value> {
+        let mut values = Vec::with_capacity(2 + keys.len() + args.len());
+        values.push(Value::from(script));
+        values.push(Value::Integer(keys.len().try_into().unwrap_or(i64::MAX)));
+        values.extend(keys.iter().chain(args).map(|s| Value::from(*s)));
+        values
+    }
+
+    /// On a cluster, the call goes to the slot of KEYS[1], the lock's one key. fred
+    /// routes a custom command by its hash only when that is a slot (`Custom`); any other
+    /// policy, `Offset` included, hashes the first string argument: the script.
+    fn script_command(command: &'static str, keys: &[&str]) -> CustomCommand {
+        let slot = keys
+            .first()
+            .map_or(ClusterHash::Random, |key| ClusterHash::from(*key));
+        CustomCommand::new_static(command, slot, false)
+    }
+
     async fn call(
         &self,
         command: &'static str,
@@ -62,18 +84,9 @@ impl FredConn {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        let mut values = Vec::with_capacity(2 + keys.len() + args.len());
-        values.push(Value::from(script));
-        values.push(Value::Integer(keys.len().try_into().unwrap_or(i64::MAX)));
-        values.extend(keys.iter().chain(args).map(|s| Value::from(*s)));
+        let values = Self::script_values(script, keys, args);
         let options = once();
-        // On a cluster, the call goes to the slot of KEYS[1], the lock's one key. fred routes
-        // a custom command by its hash only when that is a slot (`Custom`); any other
-        // policy, `Offset` included, hashes the first string argument: the script.
-        let slot = keys
-            .first()
-            .map_or(ClusterHash::Random, |key| ClusterHash::from(*key));
-        let command = CustomCommand::new_static(command, slot, false);
+        let command = Self::script_command(command, keys);
         let value: Value = self
             .client
             .with_options(&options)
@@ -93,6 +106,44 @@ impl Conn for FredConn {
         args: &[&str],
     ) -> Result<Reply, ConnError> {
         self.call(script.command(), script.text(), keys, args).await
+    }
+
+    /// Both in one fred pipeline, on the client's one connection (a cluster client's
+    /// commands may go to two masters: unsupported there).
+    async fn eval_then(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+        then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        let Some((name, rest)) = then.split_first().filter(|_| !self.client.is_clustered()) else {
+            let message = "a cluster client cannot pipeline a command after a script";
+            return Err(ConnError::new(ConnErrorKind::Unsupported, message));
+        };
+        let pipeline = Pipeline::from(self.client.with_options(&once()));
+        let values = Self::script_values(script.text(), keys, args);
+        let command = Self::script_command(script.command(), keys);
+        let queued: FredResult<Value> = pipeline.custom(command, values).await;
+        queued.map_err(map_error)?;
+        let command = CustomCommand::new(name.to_string(), ClusterHash::Random, false);
+        let values: Vec<Value> = rest.iter().map(|s| Value::from(*s)).collect();
+        let queued: FredResult<Value> = pipeline.custom(command, values).await;
+        queued.map_err(map_error)?;
+        let mut replies = pipeline.try_all::<Value>().await.into_iter();
+        let mut next = || {
+            replies
+                .next()
+                .map(|r| r.map_err(map_error).and_then(to_reply))
+        };
+        match (next(), next()) {
+            (Some(script), Some(then)) => Ok((script, then)),
+            (Some(Err(e)), None) => Err(e),
+            _ => {
+                let message = "a pipeline of two commands gave fewer than two replies";
+                Err(ConnError::new(ConnErrorKind::Protocol, message))
+            }
+        }
     }
 
     async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use redis::aio::{AsyncPushSender, ConnectionLike, SendError};
 use redis::{ErrorKind, PushInfo, PushKind, RedisError, Value};
-use redlock_core::{Conn, ConnError, ConnErrorKind, Reply, ScriptRef};
+use redlock_core::{Conn, ConnError, ConnErrorKind, Replies, Reply, ScriptRef};
 
 /// Runs the core's scripts, and `INFO server` for restart quarantine, on any redis-rs
 /// async connection.
@@ -72,8 +72,55 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
         query_command(&mut self.conn, args).await
     }
 
+    async fn eval_then(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+        then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        query_script_then(&mut self.conn, script, keys, args, then).await
+    }
+
     fn epoch(&self) -> Option<u64> {
         self.epoch
+    }
+}
+
+/// Sends `script` and then the command `then` (`then[0]` is its name) on `conn` in one
+/// pipeline, and maps both replies into the core's types: [`Conn::eval_then`] for drivers
+/// built on redis-rs connections.
+///
+/// # Errors
+///
+/// As [`map_error`] when the pipeline failed as a whole; each command's own error reply
+/// comes back as that reply's `Err`.
+pub async fn query_script_then<C: ConnectionLike>(
+    conn: &mut C,
+    script: ScriptRef<'_>,
+    keys: &[&str],
+    args: &[&str],
+    then: &[&str],
+) -> Result<Replies, ConnError> {
+    let Some((name, rest)) = then.split_first() else {
+        return Err(ConnError::new(ConnErrorKind::Command, "no command to send"));
+    };
+    let mut pipe = redis::pipe();
+    let eval = pipe.cmd(script.command()).arg(script.text());
+    eval.arg(keys.len()).arg(keys).arg(args);
+    pipe.cmd(name).arg(rest);
+    pipe.ignore_errors();
+    let replies: Vec<Value> = pipe.query_async(conn).await.map_err(map_error)?;
+    let mut replies = replies.into_iter().map(|reply| match reply {
+        Value::ServerError(e) => Err(map_error(e.into())),
+        reply => to_reply(reply),
+    });
+    match (replies.next(), replies.next()) {
+        (Some(script), Some(then)) => Ok((script, then)),
+        _ => {
+            let message = "a pipeline of two commands gave fewer than two replies";
+            Err(ConnError::new(ConnErrorKind::Protocol, message))
+        }
     }
 }
 

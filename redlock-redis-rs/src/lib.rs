@@ -38,7 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use conn::{RedisConn, map_error, query_command, query_script, to_reply};
+pub use conn::{RedisConn, map_error, query_command, query_script, query_script_then, to_reply};
 pub use redis;
 use redis::ConnectionAddr;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};

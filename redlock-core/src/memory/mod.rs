@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use self::node::{Arrival, Command, Node};
 use self::subscriber::MemorySubscriber;
-use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef};
+use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Replies, Reply, ScriptRef};
 use crate::subscriber::BoxSubscriber;
 
 /// One client's connection to one in-memory node. Clones share both.
@@ -165,6 +165,12 @@ impl MemoryPool {
         node.data.clear();
         node.persistent.clear();
         node.scripts_loaded = false;
+    }
+
+    /// Keeps an append-only file or not (default: not): `WAITAOF` after a write, for
+    /// durable votes, is confirmed at once with one and refused without.
+    pub fn set_appendonly(&self, appendonly: bool) {
+        self.node().appendonly = appendonly;
     }
 
     /// How many `INFO server` commands the node answered (restart quarantine reads it
@@ -368,6 +374,31 @@ impl Conn for MemoryPool {
                 "ERR unknown command",
             )),
         }
+    }
+
+    /// The script as [`Conn::eval`], then `WAITAOF` only (see
+    /// [`MemoryPool::set_appendonly`]).
+    async fn eval_then(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+        then: &[&str],
+    ) -> Result<Replies, ConnError> {
+        let reply = match self.run(Command::new(script, keys, args)).await {
+            Err(e) if e.kind() != ConnErrorKind::NoScript && e.kind() != ConnErrorKind::Command => {
+                return Err(e);
+            }
+            reply => reply,
+        };
+        let waited = match then.first() {
+            Some(name) if name.eq_ignore_ascii_case("waitaof") => self.node().wait_aof(),
+            _ => Err(ConnError::new(
+                ConnErrorKind::Command,
+                "ERR unknown command",
+            )),
+        };
+        Ok((reply, waited))
     }
 
     /// The node's restarts and this client's reconnects.

@@ -86,6 +86,8 @@ pub(super) struct Node {
     pub(super) started: Option<Instant>,
     /// How many `INFO server` it answered.
     pub(super) infos: u64,
+    /// Whether it keeps an append-only file (`WAITAOF` confirms writes only then).
+    pub(super) appendonly: bool,
 }
 
 impl Node {
@@ -243,6 +245,16 @@ impl Node {
             self.incarnation
         );
         Ok(Reply::Data(text.into_bytes()))
+    }
+
+    /// The reply to `WAITAOF 1 0 …` after a write: confirmed at once with an append-only
+    /// file, refused without one, as Redis does.
+    pub(super) fn wait_aof(&self) -> Result<Reply, ConnError> {
+        if self.appendonly {
+            return Ok(Reply::Array(vec![Reply::Int(1), Reply::Int(0)]));
+        }
+        let message = "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.";
+        Err(ConnError::new(ConnErrorKind::Command, message))
     }
 
     /// A number kept in `key` (0 when absent), as the scripts read a fence.

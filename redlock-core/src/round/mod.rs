@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::time::Instant;
 
-use crate::call::Call;
+use crate::call::{Call, WaitAof};
 use crate::conn::Pool;
 use crate::error::{Action, Error, Result};
 use crate::fan_out::{InFlight, Plan, Release, fan_out, finish, release_in_background};
@@ -217,7 +217,9 @@ impl<P: Pool> Target<P> {
         } else {
             LockMode::Refresh
         };
-        let call = self.lock_call(value, ttl.arg().clone(), mode);
+        let (nodes, name) = (self.nodes.clone(), self.name.clone());
+        let call = Call::lock(nodes, name, value.clone(), ttl.arg().clone(), mode);
+        let call = Arc::new(call.with_durable(self.durable()));
         let mut tally = self.tally();
         // Every node answers or times out before this returns: nothing is left in flight.
         fan_out(self.plan(None).everyone(), call, &mut tally).await?;
@@ -295,7 +297,8 @@ impl<P: Pool> Target<P> {
         let Some(key) = &self.fence_key else {
             let (nodes, name) = (self.nodes.clone(), self.name.clone());
             let call = Call::lock(nodes, name, value.clone(), ttl, LockMode::CreateOnly);
-            return Ok((Arc::new(call.with_quarantine(quarantine)), None));
+            let call = call.with_quarantine(quarantine);
+            return Ok((Arc::new(call.with_durable(self.durable())), None));
         };
         let hint = self.nodes.fence_hint(key);
         let Some(token) = hint.checked_add(1).and_then(Token::new) else {
@@ -304,13 +307,15 @@ impl<P: Pool> Target<P> {
         };
         let (nodes, name, fence_key) = (self.nodes.clone(), self.name.clone(), key.clone());
         let call = Call::fence(nodes, name, fence_key, value.clone(), ttl, token);
-        Ok((Arc::new(call.with_quarantine(quarantine)), Some(token)))
+        let call = call
+            .with_quarantine(quarantine)
+            .with_durable(self.durable());
+        Ok((Arc::new(call), Some(token)))
     }
 
-    /// The call that sets or refreshes the key to `value` for `ttl_ms`, as `mode` allows.
-    fn lock_call(&self, value: &Arc<str>, ttl_ms: Arc<str>, mode: LockMode) -> Arc<Call<P>> {
-        let (nodes, name) = (self.nodes.clone(), self.name.clone());
-        Arc::new(Call::lock(nodes, name, value.clone(), ttl_ms, mode))
+    /// `WAITAOF`'s arguments for acquire and extend calls, with durable votes.
+    fn durable(&self) -> Option<WaitAof> {
+        self.settings.durable.clone()
     }
 
     /// The call that deletes the key if it holds `value`, announcing the release if

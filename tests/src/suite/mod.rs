@@ -31,8 +31,8 @@ mod credentials;
 mod fencing;
 mod lease;
 mod outages;
-mod quarantine;
 mod release;
+mod restarts;
 mod waiters;
 
 pub use basic::*;
@@ -42,8 +42,8 @@ pub use credentials::*;
 pub use fencing::*;
 pub use lease::*;
 pub use outages::*;
-pub use quarantine::*;
 pub use release::*;
+pub use restarts::*;
 pub use waiters::*;
 
 use std::time::Duration;
@@ -235,6 +235,7 @@ macro_rules! conformance_tests {
             fenced_tokens_survive_a_node_restarting_empty,
             stale_holder_write_is_refused,
             restarted_nodes_get_no_vote_until_their_quarantine_ends,
+            durable_votes_count_only_what_reached_the_append_only_file,
         );
     };
 }

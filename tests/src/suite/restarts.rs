@@ -1,4 +1,4 @@
-//! Restart quarantine against real servers: nodes that restarted without their data get no
+//! Restart quarantine and durable votes against real servers: nodes that restarted without their data get no
 //! vote until the quarantine period after their start has passed, and a driver reads a
 //! node's age once per connection, not once per call.
 
@@ -62,4 +62,50 @@ pub async fn restarted_nodes_get_no_vote_until_their_quarantine_ends<P: Pool>(
         restarted.elapsed() >= period,
         "locked before the quarantine ended"
     );
+}
+
+/// Whether node `i` knows `WAITAOF` (Redis 7.2+, Valkey 8).
+fn has_waitaof(c: &Testbed<impl Pool>, i: usize) -> bool {
+    let mut cmd = redis::cmd("COMMAND");
+    cmd.arg("INFO").arg("WAITAOF");
+    let info: redis::Value = c.fleet.query(i, &cmd).expect("command info");
+    !matches!(info, redis::Value::Array(ref items) if items.iter().all(|v| *v == redis::Value::Nil))
+}
+
+/// Durable votes: on a server with `WAITAOF` and `appendonly yes`, a durable lock is
+/// taken, extended and released; with `appendonly no` (or on a server without `WAITAOF`,
+/// such as Redis 7.0) every vote fails, at once, with an error that names `WAITAOF`:
+/// never a silent yes.
+pub async fn durable_votes_count_only_what_reached_the_append_only_file<P: Pool>(
+    factory: &impl Factory<P>,
+) {
+    let c = Testbed::start(3, quick(5_000).durable_votes(0), factory, "durable");
+    let name = c.key("lock");
+    let refused = c.redlock.lock(&name).await.expect_err("appendonly is off");
+    assert!(!refused.is_retryable(), "{refused}");
+    let text = crate::printed(&refused);
+    assert!(text.contains("WAITAOF"), "{text}");
+    assert_eq!(c.values(&name), vec![None; 3], "no key left");
+    if !has_waitaof(&c, 0) {
+        return;
+    }
+    for i in 0..3 {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET").arg("appendonly").arg("yes");
+        c.fleet.query::<()>(i, &cmd).expect("appendonly yes");
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut guard = loop {
+        match c.redlock.lock(&name).await {
+            Ok(guard) => break guard,
+            // The first rewrite of the append-only file may still run.
+            Err(e) if Instant::now() < until => {
+                drop(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no durable lock with appendonly yes: {e}"),
+        }
+    };
+    guard.extend().await.expect("durable extend");
+    guard.unlock().await.expect("unlock");
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::validity;
+mod get;
 
 /// Default expiry of a lock: 8 s.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(8);
@@ -95,6 +95,7 @@ pub struct Options {
     pub(crate) fenced: bool,
     pub(crate) fence_loss_tolerance: usize,
     pub(crate) quarantine: Option<Duration>,
+    pub(crate) durable_votes: Option<u32>,
 }
 
 impl Default for Options {
@@ -117,6 +118,7 @@ impl Default for Options {
             fenced: false,
             fence_loss_tolerance: 0,
             quarantine: None,
+            durable_votes: None,
         }
     }
 }
@@ -266,6 +268,22 @@ impl Options {
         self
     }
 
+    /// Durable votes: a node's grant (or extend) counts only once `WAITAOF 1 replicas
+    /// timeout` confirms that the key reached its append-only file, and `replicas` of its
+    /// replicas' (0 for none). Default: off.
+    ///
+    /// `WAITAOF` goes on the same connection right after the script, pipelined, so a
+    /// reconnect in between cannot confirm a write it never saw; its timeout is the
+    /// per-node timeout. It needs Redis 7.2+ or Valkey 8, a master with `appendonly yes`,
+    /// and a driver with [`Conn::eval_then`](crate::Conn::eval_then); a node without them
+    /// fails its vote with an error that says why, never a silent yes. With `appendfsync
+    /// everysec` a vote waits for the next fsync, up to a second: use `appendfsync always`,
+    /// or a per-node timeout above a second.
+    pub fn durable_votes(mut self, replicas: u32) -> Self {
+        self.durable_votes = Some(replicas);
+        self
+    }
+
     /// Acquire with a fencing token ([`Guard::token`](crate::Guard::token)): a number larger
     /// for every later holding of the lock, for the protected resource to check on every
     /// write (see [`fence`](crate::fence) and `FENCING.md`). Default: false.
@@ -319,119 +337,6 @@ impl Options {
         self.renew_factor = factor;
         self
     }
-
-    /// The period set by [`Options::quarantine`]; `None` for the default (the expiry plus
-    /// the drift allowance).
-    pub fn get_quarantine(&self) -> Option<Duration> {
-        self.quarantine
-    }
-
-    /// Whether [`Options::fenced`] is set.
-    pub fn get_fenced(&self) -> bool {
-        self.fenced
-    }
-
-    /// The tolerance set by [`Options::fence_loss_tolerance`].
-    pub fn get_fence_loss_tolerance(&self) -> usize {
-        self.fence_loss_tolerance
-    }
-
-    /// The expiry set by [`Options::expiry`].
-    ///
-    /// Getters are named `get_*` because the builder's setters take the plain names (as in
-    /// `std::process::Command`).
-    pub fn get_expiry(&self) -> Duration {
-        self.expiry
-    }
-
-    /// The number of attempts set by [`Options::tries`].
-    pub fn get_tries(&self) -> u32 {
-        self.tries
-    }
-
-    /// The bounds set by [`Options::retry_delay`], or `None` after
-    /// [`Options::retry_delay_fn`].
-    pub fn get_retry_delay(&self) -> Option<(Duration, Duration)> {
-        match self.retry_delay {
-            RetryDelay::Uniform(min, max) => Some((min, max)),
-            RetryDelay::Custom(_) => None,
-        }
-    }
-
-    /// The factor set by [`Options::drift_factor`].
-    pub fn get_drift_factor(&self) -> f64 {
-        self.drift_factor
-    }
-
-    /// The factor set by [`Options::timeout_factor`].
-    pub fn get_timeout_factor(&self) -> f64 {
-        self.timeout_factor
-    }
-
-    /// The per-node timeout these options give: expiry × timeout factor (saturating; zero
-    /// for a factor that is not a number, which building a lock rejects).
-    pub fn get_node_timeout(&self) -> Duration {
-        let secs = self.expiry.as_secs_f64() * self.timeout_factor;
-        Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
-            Duration::MAX
-        } else {
-            Duration::ZERO
-        })
-    }
-
-    /// The clock drift allowance these options give: the TTL sent (whole milliseconds of
-    /// the expiry) × drift factor, plus 2 ms.
-    pub fn get_drift(&self) -> Duration {
-        validity::drift(whole_ms(self.expiry), self.drift_factor.clamp(0.0, 1.0))
-    }
-
-    /// The setting of [`Options::fail_fast`].
-    pub fn get_fail_fast(&self) -> bool {
-        self.fail_fast
-    }
-
-    /// The setting of [`Options::shuffle_nodes`].
-    pub fn get_shuffle_nodes(&self) -> bool {
-        self.shuffle
-    }
-
-    /// The setting of [`Options::recreate_on_extend`].
-    pub fn get_recreate_on_extend(&self) -> bool {
-        self.recreate_on_extend
-    }
-
-    /// The quorum set by [`Options::quorum`], or `None` for a majority.
-    pub fn get_quorum(&self) -> Option<usize> {
-        self.quorum
-    }
-
-    /// The setting of [`Options::notify_release`].
-    pub fn get_notify_release(&self) -> bool {
-        self.notify_release
-    }
-
-    /// The margin set by [`Options::safety_margin`].
-    pub fn get_safety_margin(&self) -> Duration {
-        self.safety_margin
-    }
-
-    /// The maximum set by [`Options::max_hold`], or `None` for none.
-    pub fn get_max_hold(&self) -> Option<Duration> {
-        self.max_hold
-    }
-
-    /// The factor set by [`Options::renew_factor`].
-    pub fn get_renew_factor(&self) -> f64 {
-        self.renew_factor
-    }
-
-    /// The fixed value set by [`Options::value`], if any.
-    pub fn get_value(&self) -> Option<&str> {
-        match &self.value {
-            ValueSource::Fixed(value) => Some(value),
-            ValueSource::Random | ValueSource::Generator(_) => None,
-        }
-    }
 }
 
 impl fmt::Debug for Options {
@@ -452,11 +357,7 @@ impl fmt::Debug for Options {
             .field("fenced", &self.fenced)
             .field("fence_loss_tolerance", &self.fence_loss_tolerance)
             .field("quarantine", &self.quarantine)
+            .field("durable_votes", &self.durable_votes)
             .finish_non_exhaustive()
     }
-}
-
-/// `d` cut to whole milliseconds, as Redis counts a TTL.
-fn whole_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -7,13 +7,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply, ScriptRef};
+use crate::conn::{ConnError, ConnErrorKind, Pool, Reply};
 use crate::fence::Token;
 use crate::nodes::Nodes;
 use crate::scripts::{
-    FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, Script, UNLOCK, UnlockArgs,
+    FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs,
 };
 use crate::tally::Vote;
+
+mod read;
+mod send;
+
+use read::read_fenced;
+pub(crate) use send::WaitAof;
 
 /// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
 const MAX_TAG: i64 = (1 << 53) - 1;
@@ -55,6 +61,8 @@ pub(crate) struct Call<P> {
     /// For an acquire under restart quarantine: the period after a node's start in which
     /// its grant does not count.
     quarantine: Option<Duration>,
+    /// For an acquire or extend with durable votes: `WAITAOF`'s replicas and timeout.
+    durable: Option<WaitAof>,
 }
 
 impl<P: Pool> Call<P> {
@@ -108,7 +116,15 @@ impl<P: Pool> Call<P> {
             tag,
             fence_seen: AtomicU64::new(0),
             quarantine: None,
+            durable: None,
         }
+    }
+
+    /// Counts a node's success only once `WAITAOF` after the script confirms it reached
+    /// the node's append-only file (`None`: at once).
+    pub(crate) fn with_durable(mut self, wait: Option<WaitAof>) -> Self {
+        self.durable = wait;
+        self
     }
 
     /// Counts no grant of a node that started less than `period` ago (`None`: every
@@ -181,72 +197,6 @@ impl<P: Pool> Call<P> {
             }
         }
     }
-
-    /// Runs `script` by EVALSHA, and by EVAL when the node does not know it. An empty
-    /// script cache means the node restarted (or was flushed) since this connection last
-    /// ran it: its age is read again before the vote counts, unless this call just read
-    /// it (`fresh`).
-    async fn script(
-        &self,
-        (node, fresh): (usize, bool),
-        conn: &mut P::Conn,
-        script: &Script,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        let (ages, bit) = (self.nodes.ages(), script_bit(script));
-        let reply = match conn.eval(ScriptRef::Sha1(script.sha1()), keys, args).await {
-            Err(e) if e.kind() == ConnErrorKind::NoScript => {
-                if ages.lost_script(node, bit) && !fresh {
-                    ages.forget_connection(node);
-                }
-                if self.quarantine.is_some() {
-                    self.check_age(node, conn).await?;
-                }
-                conn.eval(ScriptRef::Source(script.source()), keys, args)
-                    .await
-            }
-            other => other,
-        };
-        if reply.is_ok() {
-            ages.ran(node, bit);
-        }
-        reply
-    }
-
-    /// Reads the node's age (`INFO server`) when the connection may be new since it was
-    /// last read; returns whether it did.
-    async fn check_age(&self, node: usize, conn: &mut P::Conn) -> Result<bool, ConnError> {
-        let ages = self.nodes.ages();
-        let epoch = conn.epoch();
-        if !ages.needs_check(node, epoch) {
-            return Ok(false);
-        }
-        match conn.command(&["INFO", "server"]).await {
-            Ok(info) => ages
-                .record(node, epoch, &info, Instant::now())
-                .map(|()| true),
-            Err(e) if e.kind() == ConnErrorKind::Unsupported => {
-                ages.unsupported(node);
-                Ok(false)
-            }
-            // Refused, not failed: say what for, since an ACL user needs `+info`.
-            Err(e) if matches!(e.kind(), ConnErrorKind::Permission | ConnErrorKind::Command) => {
-                let message =
-                    format!("restart quarantine could not read the node's age (INFO server): {e}");
-                Err(ConnError::new(e.kind(), message))
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// The bit of `script` in a node's set of scripts it has run.
-fn script_bit(script: &Script) -> u8 {
-    [LOCK, UNLOCK, FENCE]
-        .iter()
-        .position(|s| s == script)
-        .map_or(8, |i| 1 << i)
 }
 
 /// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
@@ -287,62 +237,10 @@ pub(crate) fn timed_out(timeout: Duration) -> Vote {
     Vote::Failed(ConnError::timed_out(timeout))
 }
 
-/// Reads a reply that may carry a node's fence (`[refused, fence]`, from the fenced
-/// acquire) as a vote and the fence; any other reply as [`read_vote`] does.
-fn read_fenced(reply: Result<Reply, ConnError>, tag: i64) -> (Vote, Option<u64>) {
-    let Ok(Reply::Array(items)) = &reply else {
-        return (read_vote(reply, tag), None);
-    };
-    match items[..] {
-        [Reply::Int(0), Reply::Int(fence @ 0..)] => (Vote::Stale, Some(fence.unsigned_abs())),
-        [Reply::Int(refused @ ..=-1), Reply::Int(fence @ 0..)] => (
-            read_vote(Ok(Reply::Int(refused)), tag),
-            Some(fence.unsigned_abs()),
-        ),
-        _ => (read_vote(reply, tag), None),
-    }
-}
-
-fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
-    match reply {
-        Ok(Reply::Int(0)) => Vote::Absent,
-        Ok(Reply::Int(-1)) => Vote::Taken(None),
-        // Another value holds the key for this many more milliseconds.
-        Ok(Reply::Int(held @ ..=-2)) => {
-            let ms = u64::try_from((-2_i64).saturating_sub(held)).unwrap_or(0);
-            Vote::Taken(Some(Duration::from_millis(ms)))
-        }
-        Ok(Reply::Int(echo)) if echo == tag => Vote::Yes,
-        Ok(Reply::Array(items)) => match items[..] {
-            // Released, and the release reached subscribers.
-            [Reply::Int(echo), Reply::Int(1..)] if echo == tag => Vote::YesHeard,
-            [Reply::Int(_), Reply::Int(_)] => out_of_step(),
-            _ => unexpected(&Reply::Array(items)),
-        },
-        Ok(Reply::Int(_)) => out_of_step(),
-        Ok(other) => unexpected(&other),
-        Err(e) => Vote::Failed(e),
-    }
-}
-
-/// A connection out of step with its calls handed on another call's reply: retryable,
-/// and a new connection fixes it if it goes on.
-fn out_of_step() -> Vote {
-    Vote::Failed(ConnError::new(
-        ConnErrorKind::Connection,
-        "the reply belongs to another call: the connection handed on a late reply",
-    ))
-}
-
-fn unexpected(reply: &Reply) -> Vote {
-    let message = format!("unexpected script reply {reply:?}");
-    Vote::Failed(ConnError::new(ConnErrorKind::Protocol, message))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::ConnErrorKind;
+
     #[test]
     fn tags_are_distinct_numbers_never_0_or_minus_1() {
         let mut tags: Vec<i64> = (0..100).map(|_| next_tag()).collect();
@@ -350,53 +248,5 @@ mod tests {
         tags.sort_unstable();
         tags.dedup();
         assert_eq!(tags.len(), 100);
-    }
-
-    #[test]
-    fn only_the_calls_own_tag_is_a_yes() {
-        assert!(matches!(read_vote(Ok(Reply::Int(31)), 31), Vote::Yes));
-        assert!(matches!(read_vote(Ok(Reply::Int(0)), 31), Vote::Absent));
-        assert!(matches!(
-            read_vote(Ok(Reply::Int(-1)), 31),
-            Vote::Taken(None)
-        ));
-        let held = Some(Duration::from_millis(250));
-        assert!(matches!(read_vote(Ok(Reply::Int(-252)), 31), Vote::Taken(t) if t == held));
-        let now = Some(Duration::ZERO);
-        assert!(matches!(read_vote(Ok(Reply::Int(-2)), 31), Vote::Taken(t) if t == now));
-        for stale in [30, 1] {
-            let vote = read_vote(Ok(Reply::Int(stale)), 31);
-            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
-        }
-        let heard = |tag, n| Ok(Reply::Array(vec![Reply::Int(tag), Reply::Int(n)]));
-        assert!(matches!(read_vote(heard(31, 2), 31), Vote::YesHeard));
-        let stale = read_vote(heard(30, 2), 31);
-        assert!(matches!(stale, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Connection));
-        let fenced =
-            |refused, fence| Ok(Reply::Array(vec![Reply::Int(refused), Reply::Int(fence)]));
-        assert!(matches!(
-            read_fenced(fenced(0, 9), 31),
-            (Vote::Stale, Some(9))
-        ));
-        let taken = read_fenced(fenced(-252, 9), 31);
-        assert!(matches!(taken, (Vote::Taken(t), Some(9)) if t == held));
-        assert!(matches!(
-            read_fenced(fenced(-1, 0), 31),
-            (Vote::Taken(None), Some(0))
-        ));
-        assert!(matches!(
-            read_fenced(Ok(Reply::Int(31)), 31),
-            (Vote::Yes, None)
-        ));
-        assert!(matches!(
-            read_fenced(fenced(0, -3), 31),
-            (Vote::Failed(_), None)
-        ));
-        let odd = read_vote(Ok(Reply::Array(vec![Reply::Int(31)])), 31);
-        assert!(matches!(odd, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
-        for odd in [Reply::Nil, Reply::Data(b"31".to_vec())] {
-            let vote = read_vote(Ok(odd), 31);
-            assert!(matches!(vote, Vote::Failed(ref e) if e.kind() == ConnErrorKind::Protocol));
-        }
     }
 }
