@@ -113,7 +113,8 @@ pub fn check(history: &[Entry], counters: &[u64], events: &[Event], by: Bucketin
             }
             Op::Skipped => verdict.skipped += 1,
             Op::Unlocked(result) => verdict.unlock_errors += usize::from(result.is_err()),
-            Op::Unlocking | Op::LeaseEnded { .. } => {}
+            // The fenced figures are read by `fencing::tokens`.
+            Op::Unlocking | Op::LeaseEnded { .. } | Op::Fenced { .. } | Op::FencedWrote { .. } => {}
         }
     }
     verdict.writes = writes.iter().sum();

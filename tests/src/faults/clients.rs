@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use redlock_core::fence::{self, Token, Write};
 use redlock_core::{Error, Mutex, Pool, Redlock};
 use tokio::time::Instant;
 
@@ -123,6 +124,24 @@ pub enum Op {
         /// or `None` if the lease read as lost.
         window: Option<Instant>,
     },
+    /// The lock call returned a fenced guard with this token (right after `Acquired`).
+    Fenced {
+        /// The guard's token.
+        token: u64,
+        /// The guard's validity deadline, as in `Acquired`.
+        valid_until: Instant,
+    },
+    /// A write to the fenced resource under a token returned: written, or refused
+    /// because a holder with a larger token had written.
+    FencedWrote {
+        /// The writer's token.
+        token: u64,
+        /// Whether the resource took it; `None` when the call failed (the resource is
+        /// outside the nemesis, so that is a harness problem).
+        accepted: Option<bool>,
+        /// Whether the writer had stalled past its lock before writing.
+        stalled: bool,
+    },
     /// The holder stopped relying on its lease: the run returned, or the lease was
     /// unlocked.
     LeaseEnded {
@@ -202,6 +221,9 @@ pub struct Workload {
     /// Each client locks only name `id % names`, so that no call waits for another
     /// client: for liveness figures that show the faults' cost alone.
     pub dedicated: bool,
+    /// With a fenced resource: chance that a holder stalls past its lock (a pause after
+    /// its check) before it writes there.
+    pub stall_chance: f64,
 }
 
 impl Default for Workload {
@@ -214,8 +236,23 @@ impl Default for Workload {
             acquire_budget: Duration::from_millis(800),
             margin: Duration::from_millis(5),
             dedicated: false,
+            stall_chance: 0.0,
         }
     }
+}
+
+/// How far past the end of its lock a stalled holder writes: long enough for the next
+/// holder to take the lock once the keys expire and write first.
+const STALL_PAST: Duration = Duration::from_millis(300);
+
+/// The data a fenced lock protects, on a server outside the lock's nodes: one key and
+/// its fence per name, written with [`fence::fenced_set`].
+#[derive(Debug)]
+pub struct Resource<P> {
+    /// The server's pool, from the driver under test.
+    pub pool: P,
+    /// The data key and its fence key, by name.
+    pub keys: Vec<(String, String)>,
 }
 
 /// One lock user with its own lock manager (its own connections to every node).
@@ -227,6 +264,7 @@ pub struct Client<P: Pool> {
     workload: Workload,
     rng: StdRng,
     history: Vec<Entry>,
+    resource: Option<Resource<P>>,
 }
 
 impl<P: Pool> Client<P> {
@@ -254,7 +292,15 @@ impl<P: Pool> Client<P> {
             workload,
             rng: StdRng::seed_from_u64(seed),
             history: Vec::new(),
+            resource: None,
         })
+    }
+
+    /// Writes under the guard's token to `resource` too, when the lock is fenced.
+    #[must_use]
+    pub fn with_resource(mut self, resource: Resource<P>) -> Self {
+        self.resource = Some(resource);
+        self
     }
 
     /// Locks and works until `stop`, then returns the history.
@@ -284,6 +330,10 @@ impl<P: Pool> Client<P> {
         };
         let valid_until = guard.valid_until();
         self.record(name, Op::Acquired { valid_until });
+        if let Some(token) = guard.token() {
+            let token = token.get();
+            self.record(name, Op::Fenced { token, valid_until });
+        }
         let counters = self.counters.clone();
         let Some(counter) = counters.get(name) else {
             return;
@@ -310,16 +360,47 @@ impl<P: Pool> Client<P> {
                 },
             );
         }
-        // No await between the check and the write, so nothing can slip in between.
-        if guard.remaining() > self.workload.margin {
+        let stalls = self.resource.is_some() && self.rng.random_bool(self.workload.stall_chance);
+        if stalls {
+            // Paused after the check: by the time it writes, its lock has ended.
+            tokio::time::sleep(guard.remaining() + STALL_PAST).await;
+            self.write_fenced(name, guard.token(), true).await;
+        } else if guard.remaining() > self.workload.margin {
+            // No await between the check and the write, so nothing can slip in between.
             counter.store(seen + 1, Ordering::SeqCst);
             self.record(name, Op::Wrote { seen });
+            self.write_fenced(name, guard.token(), false).await;
         } else {
             self.record(name, Op::Skipped);
         }
         self.record(name, Op::Unlocking);
         let result = guard.unlock().await.map_err(|e| ErrorClass::of(&e));
         self.record(name, Op::Unlocked(result));
+    }
+
+    /// Writes the client's id to the name's data under `token`, if there is a resource.
+    async fn write_fenced(&mut self, name: usize, token: Option<Token>, stalled: bool) {
+        let (Some(resource), Some(token)) = (&self.resource, token) else {
+            return;
+        };
+        let Some((key, fence_key)) = resource.keys.get(name) else {
+            return;
+        };
+        let value = self.id.to_string();
+        let written = match resource.pool.get().await {
+            Ok(mut conn) => fence::fenced_set(&mut conn, key, fence_key, &value, token).await,
+            Err(e) => Err(e),
+        };
+        let accepted = written.ok().map(|write| write == Write::Written);
+        let token = token.get();
+        self.record(
+            name,
+            Op::FencedWrote {
+                token,
+                accepted,
+                stalled,
+            },
+        );
     }
 
     fn between(&mut self, lo: Duration, hi: Duration) -> Duration {

@@ -15,6 +15,14 @@ pub const SEED_VAR: &str = "REDLOCK_FAULTS_SEED";
 pub const SECS_VAR: &str = "REDLOCK_FAULTS_SECS";
 
 const DEFAULT_SECS: u64 = 8;
+/// Environment variable that adds plans to the default ones: `soak` (a long run on many
+/// names) or `durable` (kill -9 with the data kept, and durable votes; the servers need
+/// `WAITAOF`, so set `REDLOCK_SERVER` to a Valkey 8 or Redis 7.2+ server).
+pub const PLAN_VAR: &str = "REDLOCK_FAULTS_PLAN";
+/// How long each driver's soak runs, unless `REDLOCK_FAULTS_SECS` says.
+const SOAK_SECS: u64 = 170;
+/// The names of the soak.
+const SOAK_NAMES: usize = 64;
 /// Margin past the longest TTL before a killed node comes back.
 const KILL_MARGIN: Duration = Duration::from_millis(200);
 /// Margin past the TTL before the leftover keys are looked for.
@@ -36,6 +44,8 @@ pub struct Config {
     pub outside: Duration,
     /// Length of the canary run.
     pub canary: Duration,
+    /// Length of each soak run (`REDLOCK_FAULTS_PLAN=soak`).
+    pub soak: Duration,
     /// Servers (each behind a proxy).
     pub nodes: usize,
     /// Concurrent lock users.
@@ -51,6 +61,8 @@ pub struct Config {
     pub workload: Workload,
     /// How the long-work clients behave.
     pub long_work: LongWork,
+    /// The plan that [`PLAN_VAR`] adds, if any.
+    pub extra: Option<Plan>,
 }
 
 impl Default for Config {
@@ -74,6 +86,7 @@ impl Config {
             minority: Duration::from_millis(3_600),
             outside: (model * 3 / 8).max(Duration::from_secs(3)),
             canary: Duration::from_millis(1_500),
+            soak: Duration::from_secs(SOAK_SECS),
             nodes: 5,
             clients: 8,
             long_workers: 2,
@@ -87,6 +100,7 @@ impl Config {
                 margin: workload.margin,
                 heeds: true,
             },
+            extra: None,
         }
     }
 
@@ -98,11 +112,24 @@ impl Config {
     /// [`HarnessError::Env`] when a variable is set but is not a number (or is 0 seconds).
     pub fn from_env() -> Result<Self, HarnessError> {
         let seed = env_u64(SEED_VAR)?.unwrap_or_else(rand::random);
-        let secs = env_u64(SECS_VAR)?.unwrap_or(DEFAULT_SECS);
-        if secs == 0 {
+        let secs = env_u64(SECS_VAR)?;
+        if secs == Some(0) {
             return Err(HarnessError::Env(format!("{SECS_VAR} must be at least 1")));
         }
-        Ok(Self::with_secs(seed, secs))
+        let mut config = Self::with_secs(seed, secs.unwrap_or(DEFAULT_SECS));
+        if let Some(secs) = secs {
+            config.soak = Duration::from_secs(secs);
+        }
+        config.extra = match std::env::var(PLAN_VAR).as_deref() {
+            Err(_) | Ok("") => None,
+            Ok("soak") => Some(Plan::Soak),
+            Ok("durable") => Some(Plan::Durable),
+            Ok(other) => {
+                let message = format!("{PLAN_VAR}={other:?}: use soak or durable");
+                return Err(HarnessError::Env(message));
+            }
+        };
+        Ok(config)
     }
 
     /// The clients' lock options: the expiry, a per-node timeout of a tenth of it, quick
@@ -117,13 +144,32 @@ impl Config {
             .quarantine(Duration::ZERO)
     }
 
-    /// How long `plan` runs.
+    /// The lock options of `plan`'s clients: [`Config::options`], fenced in the fenced
+    /// plan, with restart quarantine (its default period) in the quarantine plan, and
+    /// durable votes in the durable plan.
+    pub fn plan_options(&self, plan: Plan) -> Options {
+        let options = self.options();
+        match plan {
+            Plan::Fenced | Plan::Soak => options.fenced(true),
+            Plan::Quarantine => {
+                let period = self.expiry + options.get_drift();
+                options.quarantine(period)
+            }
+            Plan::Durable => options.durable_votes(0),
+            _ => options,
+        }
+    }
+
+    /// How long `plan` runs: the fenced plan as long as the model's (its stalled holders
+    /// hold a name for a second each), the quarantine and durable plans as long as the one
+    /// outside the model; the soak, `SOAK_SECS` (or [`SECS_VAR`]).
     pub fn duration(&self, plan: Plan) -> Duration {
         match plan {
-            Plan::Model => self.model,
+            Plan::Model | Plan::Fenced => self.model,
             Plan::Minority => self.minority,
-            Plan::Outside => self.outside,
             Plan::Canary => self.canary,
+            Plan::Outside | Plan::Quarantine | Plan::Unquarantined | Plan::Durable => self.outside,
+            Plan::Soak => self.soak,
         }
     }
 
@@ -146,7 +192,22 @@ impl Config {
                 overrun_chance: 0.0,
                 ..self.workload
             },
-            Plan::Model => self.workload,
+            // Holders that stall past their lock before a fenced write, which the
+            // resource must refuse once a newer holder wrote; waiters wait out a stalled
+            // holding, so that one takes the lock and writes first.
+            Plan::Fenced => Workload {
+                stall_chance: 0.1,
+                acquire_budget: self.expiry * 2,
+                ..self.workload
+            },
+            // Short holdings on many names, for many operations.
+            Plan::Soak => Workload {
+                hold: (Duration::ZERO, Duration::from_millis(2)),
+                think: (Duration::ZERO, Duration::from_millis(1)),
+                overrun_chance: 0.0005,
+                ..self.workload
+            },
+            Plan::Model | Plan::Quarantine | Plan::Unquarantined | Plan::Durable => self.workload,
         }
     }
 
@@ -171,7 +232,16 @@ impl Config {
     pub fn names(&self, plan: Plan) -> usize {
         match plan {
             Plan::Minority => self.clients,
+            Plan::Soak => SOAK_NAMES,
             _ => self.names,
+        }
+    }
+
+    /// How many clients lock in `plan`: more in the soak.
+    pub fn clients(&self, plan: Plan) -> usize {
+        match plan {
+            Plan::Soak => self.clients * 2,
+            _ => self.clients,
         }
     }
 
@@ -230,5 +300,10 @@ pub(super) fn plan_salt(plan: Plan) -> u64 {
         Plan::Minority => 4 << 32,
         Plan::Outside => 2 << 32,
         Plan::Canary => 3 << 32,
+        Plan::Fenced => 5 << 32,
+        // One nemesis for both: the runs differ only in quarantine.
+        Plan::Quarantine | Plan::Unquarantined => 6 << 32,
+        Plan::Durable => 7 << 32,
+        Plan::Soak => 8 << 32,
     }
 }

@@ -29,6 +29,7 @@
 pub mod checker;
 pub mod clients;
 mod config;
+pub mod fencing;
 mod leases;
 mod liveness;
 pub mod long_work;
@@ -38,16 +39,17 @@ mod report;
 pub mod schedule;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redlock_core::{Pool, Redlock};
 use tokio::time::Instant;
 
-pub use self::config::{Config, SECS_VAR, SEED_VAR};
+pub use self::config::{Config, PLAN_VAR, SECS_VAR, SEED_VAR};
 pub use self::report::{DriverReport, RunReport};
 pub use self::schedule::Plan;
 
 use self::checker::Bucketing;
-use self::clients::{Client, Counters, Entry};
+use self::clients::{Client, Counters, Entry, Resource};
 use self::config::{SETTLE, derive, plan_salt};
 use self::long_work::LongWorker;
 use self::nemesis::{Event, Executor};
@@ -90,12 +92,7 @@ pub async fn check_driver<P: Pool>(driver: &str, factory: &impl Factory<P>) {
         .await
         .unwrap_or_else(|e| panic!("{driver} run (seed {seed}): {e}"));
     println!();
-    for run in [
-        &report.minority,
-        &report.outside,
-        &report.model,
-        &report.canary,
-    ] {
+    for run in &report.runs {
         println!("{}", run.line());
     }
     let problems = report.problems();
@@ -122,8 +119,19 @@ macro_rules! fault_tests {
     };
 }
 
-/// Runs the model, minority, outside and canary plans for one driver, printing each
-/// run's summary and details as it ends.
+/// The plans every run of the harness makes, in order; [`PLAN_VAR`] adds one.
+pub const PLANS: [Plan; 7] = [
+    Plan::Minority,
+    Plan::Outside,
+    Plan::Unquarantined,
+    Plan::Quarantine,
+    Plan::Fenced,
+    Plan::Model,
+    Plan::Canary,
+];
+
+/// Runs every plan of [`PLANS`] for one driver, and the one [`PLAN_VAR`] adds, printing
+/// each run's summary and details as it ends.
 ///
 /// # Errors
 ///
@@ -133,12 +141,11 @@ pub async fn run_driver<P: Pool>(
     factory: &impl Factory<P>,
     config: &Config,
 ) -> Result<DriverReport, HarnessError> {
-    Ok(DriverReport {
-        model: run_and_print(driver, factory, config, Plan::Model).await?,
-        minority: run_and_print(driver, factory, config, Plan::Minority).await?,
-        outside: run_and_print(driver, factory, config, Plan::Outside).await?,
-        canary: run_and_print(driver, factory, config, Plan::Canary).await?,
-    })
+    let mut runs = Vec::new();
+    for plan in PLANS.into_iter().chain(config.extra) {
+        runs.push(run_and_print(driver, factory, config, plan).await?);
+    }
+    Ok(DriverReport { runs })
 }
 
 async fn run_and_print<P: Pool>(
@@ -167,7 +174,21 @@ pub async fn run<P: Pool>(
 ) -> Result<RunReport, HarnessError> {
     let began = Instant::now();
     let nodes = config.nodes;
-    let fleet = tokio::task::spawn_blocking(move || Fleet::start(nodes)).await??;
+    let fleet = tokio::task::spawn_blocking(move || match plan {
+        Plan::Durable => Fleet::start_durable(nodes),
+        _ => Fleet::start(nodes),
+    })
+    .await??;
+    if let Some(period) = config.plan_options(plan).get_quarantine() {
+        // New servers get no vote for the period: wait it out, and a second more for the
+        // error of `INFO`'s uptime and one for the lock's allowance of it.
+        tokio::time::sleep(period + Duration::from_secs(2)).await;
+    }
+    // The fenced plan's resource: one server outside the nemesis.
+    let resource = match plan {
+        Plan::Fenced => Some(tokio::task::spawn_blocking(|| Fleet::start(1)).await??),
+        _ => None,
+    };
     let mut proxies = Vec::with_capacity(nodes);
     for i in 0..nodes {
         proxies.push(Proxy::start(fleet.port(i)).await?);
@@ -175,7 +196,16 @@ pub async fn run<P: Pool>(
     let prefix = unique_prefix(plan.label());
     let names = config.names(plan) + config.long_work_names(plan);
     let keys: Vec<String> = (0..names).map(|n| format!("{prefix}{n}")).collect();
-    let outcome = exercise(factory, config, plan, fleet, &proxies, &keys).await;
+    let resource_url = resource.as_ref().map(|r| r.url(0));
+    let setting = Setting {
+        factory,
+        config,
+        plan,
+        keys: &keys,
+        resource: resource_url.as_deref(),
+    };
+    let outcome = exercise(&setting, fleet, &proxies).await;
+    drop(resource);
     let mut proxy_tasks_left = 0;
     for proxy in proxies {
         proxy_tasks_left += proxy.shutdown().await;
@@ -193,6 +223,7 @@ pub async fn run<P: Pool>(
         _ => Bucketing::Count,
     };
     let verdict = checker::check(&history, &counters, &events, by);
+    let tokens = fencing::tokens(&history);
     let first_violation =
         (verdict.violations.first()).map(|v| v.describe(start, &events, config.expiry));
     let kinds = kinds(&events);
@@ -207,6 +238,8 @@ pub async fn run<P: Pool>(
         long_workers: config.long_workers,
         early_expiries: count(|a| a == Action::EarlyExpiry),
         empty_restarts: count(|a| a == Action::RestartEmpty),
+        kills: count(|a| a == Action::RestartKeepingData),
+        tokens,
         kinds,
         verdict,
         leftover_keys,
@@ -238,19 +271,29 @@ struct Outcome {
     events: Vec<Event>,
 }
 
+/// What one run is: the driver, the shape, the plan, the lock names, and the fenced
+/// resource's URL when the plan has one.
+struct Setting<'a, F> {
+    factory: &'a F,
+    config: &'a Config,
+    plan: Plan,
+    keys: &'a [String],
+    resource: Option<&'a str>,
+}
+
 /// Runs the clients against the proxies while the nemesis plays its schedule; waits out
 /// the TTL after both are done, so that every key that may remain must have expired.
-async fn exercise<P: Pool>(
-    factory: &impl Factory<P>,
-    config: &Config,
-    plan: Plan,
+async fn exercise<P: Pool, F: Factory<P>>(
+    setting: &Setting<'_, F>,
     mut fleet: Fleet,
     proxies: &[Proxy],
-    keys: &[String],
 ) -> Result<Outcome, HarnessError> {
+    let Setting {
+        config, plan, keys, ..
+    } = *setting;
     let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
     let counters = Arc::new(Counters::new(keys.len()));
-    let Users { clients, workers } = users(factory, config, plan, &urls, keys, &counters)?;
+    let Users { clients, workers } = users(setting, &urls, &counters)?;
     let schedule = Schedule::generate(
         derive(config.seed, plan_salt(plan)),
         plan,
@@ -304,37 +347,59 @@ struct Users<P: Pool> {
 
 /// The clients and long-work clients of `plan`, each with its own lock manager: the
 /// clients on the first names, the long-work clients on the names after them.
-fn users<P: Pool>(
-    factory: &impl Factory<P>,
-    config: &Config,
-    plan: Plan,
+fn users<P: Pool, F: Factory<P>>(
+    setting: &Setting<'_, F>,
     urls: &[String],
-    keys: &[String],
     counters: &Arc<Counters>,
 ) -> Result<Users<P>, HarnessError> {
+    let Setting {
+        factory,
+        config,
+        plan,
+        keys,
+        resource,
+    } = *setting;
     let redlock = |options| -> Result<_, HarnessError> {
         let pools = urls.iter().map(|u| factory(u)).collect::<Result<_, _>>()?;
         Ok(Redlock::with_options(pools, options)?)
     };
     let names = keys.get(..config.names(plan)).unwrap_or(keys);
     let workload = config.workload(plan);
-    let mut clients = Vec::with_capacity(config.clients);
-    for id in 0..config.clients {
+    let clients_count = config.clients(plan);
+    let mut clients = Vec::with_capacity(clients_count);
+    for id in 0..clients_count {
         let seed = derive(config.seed, id as u64);
-        let (counters, redlock) = (counters.clone(), redlock(config.options())?);
-        clients.push(Client::new(id, &redlock, names, counters, workload, seed)?);
+        let (counters, redlock) = (counters.clone(), redlock(config.plan_options(plan))?);
+        let client = Client::new(id, &redlock, names, counters, workload, seed)?;
+        clients.push(match resource {
+            Some(url) => client.with_resource(Resource {
+                pool: factory(url)?,
+                keys: names.iter().map(|n| data_keys(n)).collect(),
+            }),
+            None => client,
+        });
     }
     let mut workers = Vec::with_capacity(config.long_workers);
     for worker in 0..config.long_workers {
-        let id = config.clients + worker;
+        let id = clients_count + worker;
         let name = config.long_work_name(plan, worker);
         let held = (name, keys.get(name).map_or("", String::as_str));
         let work = config.long_work(plan, worker);
         let seed = derive(config.seed, id as u64);
-        let (counters, redlock) = (counters.clone(), redlock(config.long_work_options())?);
+        let options = config
+            .plan_options(plan)
+            .tries(config.long_work_options().get_tries());
+        let (counters, redlock) = (counters.clone(), redlock(options)?);
         workers.push(LongWorker::new(id, &redlock, held, counters, work, seed)?);
     }
     Ok(Users { clients, workers })
+}
+
+/// The fenced resource's data key for lock `name`, and its fence key.
+fn data_keys(name: &str) -> (String, String) {
+    let data = format!("{name}:data");
+    let fence = format!("{name}:data:fence");
+    (data, fence)
 }
 
 /// Lists the run's keys left on the real servers, then stops the fleet; both blocking,

@@ -57,7 +57,9 @@ impl Executor<'_> {
         let fail = |e: crate::fleet::FleetError| format!("{action:?} on node {node}: {e}");
         match action {
             Action::Inject(Fault::Kill) => self.fleet.kill(node).map_err(fail),
-            Action::Heal(Fault::Kill) | Action::RestartEmpty => {
+            // A restart kills a running node first; a durable fleet's node comes back with
+            // its append-only file.
+            Action::Heal(Fault::Kill) | Action::RestartEmpty | Action::RestartKeepingData => {
                 self.fleet.restart(node).map_err(fail)
             }
             Action::Inject(Fault::Pause) => self.fleet.pause(node).map_err(fail),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::checker::Verdict;
+use super::fencing::Tokens;
 use super::schedule::Plan;
 
 /// What one run of one plan found.
@@ -24,6 +25,10 @@ pub struct RunReport {
     pub early_expiries: usize,
     /// Nodes restarted at once with their data gone.
     pub empty_restarts: usize,
+    /// Nodes killed (SIGKILL) and restarted at once with their data.
+    pub kills: usize,
+    /// Fenced holdings and writes.
+    pub tokens: Tokens,
     /// Nemesis steps that started a fault, by kind (`kill`, `early_expiry`, ...).
     pub kinds: Vec<(String, usize)>,
     /// Lock keys found on the real servers once everything was released and the TTL
@@ -73,6 +78,29 @@ impl RunReport {
                  late_writes={}",
                 l.violations, l.late_writes
             ),
+            Plan::Fenced => format!(
+                "fenced driver={driver} seed={seed} ops={} violations={violations} \
+                 token_regressions={} stale_writes_rejected={}",
+                v.ops, self.tokens.regressions, self.tokens.stale_writes_rejected
+            ),
+            Plan::Quarantine | Plan::Unquarantined => format!(
+                "{} driver={driver} seed={seed} ops={} empty_restarts={} \
+                 violations={violations} lost_updates={}",
+                self.plan.label(),
+                v.ops,
+                self.empty_restarts,
+                v.lost_updates
+            ),
+            Plan::Durable => format!(
+                "durable driver={driver} seed={seed} ops={} kills={} violations={violations} \
+                 lost_updates={}",
+                v.ops, self.kills, v.lost_updates
+            ),
+            Plan::Soak => format!(
+                "soak driver={driver} seed={seed} ops={} violations={violations} \
+                 lost_updates={} token_regressions={}",
+                v.ops, v.lost_updates, self.tokens.regressions
+            ),
         }
     }
 
@@ -95,6 +123,20 @@ impl RunReport {
             self.elapsed.as_millis()
         )];
         lines.push(self.lease_details(&tag));
+        let t = &self.tokens;
+        if t.holdings > 0 {
+            lines.push(format!(
+                "  tokens {tag} holdings={} regressions={} writes={} stale_writes_rejected={} \
+                 stale_writes_taken={} late_writes_rejected={} failed_writes={}",
+                t.holdings,
+                t.regressions,
+                t.writes,
+                t.stale_writes_rejected,
+                t.stale_writes_taken,
+                t.late_writes_rejected,
+                t.failed_writes
+            ));
+        }
         let failures: Vec<String> = v
             .failures
             .iter()
@@ -166,7 +208,7 @@ impl RunReport {
                 out.push(format!("{tag}: {what}"));
             }
         };
-        let model = matches!(self.plan, Plan::Model | Plan::Minority);
+        let model = self.plan.judged();
         fail(
             model && !v.violations.is_empty(),
             format!("{} overlapping holdings", v.violations.len()),
@@ -183,9 +225,27 @@ impl RunReport {
             model && v.leases.late_writes > 0,
             format!("{} late writes under a lease", v.leases.late_writes),
         );
+        let leases_judged = matches!(self.plan, Plan::Model | Plan::Minority);
         fail(
-            model && self.long_workers > 0 && v.leases.renewals == 0,
+            leases_judged && self.long_workers > 0 && v.leases.renewals == 0,
             "no lease was renewed: the long work never outlasted an expiry".into(),
+        );
+        let t = &self.tokens;
+        fail(
+            model && t.regressions > 0,
+            format!("{} fencing tokens did not grow", t.regressions),
+        );
+        fail(
+            t.failed_writes > 0,
+            format!("{} writes to the fenced resource failed", t.failed_writes),
+        );
+        fail(
+            self.plan == Plan::Fenced && t.stale_writes_rejected == 0,
+            "no stalled holder's write was refused: the fenced check was not exercised".into(),
+        );
+        fail(
+            self.plan == Plan::Fenced && t.holdings == 0,
+            "no fenced holding: the locks were not fenced".into(),
         );
         fail(
             self.plan == Plan::Canary && v.violations.is_empty(),
@@ -213,25 +273,16 @@ impl RunReport {
     }
 }
 
-/// The four runs of one driver.
+/// The runs of one driver, one per plan, in the order they ran.
 #[derive(Debug, Clone)]
 pub struct DriverReport {
-    /// Faults inside the model.
-    pub model: RunReport,
-    /// A fixed minority down, for liveness figures.
-    pub minority: RunReport,
-    /// Faults outside the model.
-    pub outside: RunReport,
-    /// The canary.
-    pub canary: RunReport,
+    /// The runs.
+    pub runs: Vec<RunReport>,
 }
 
 impl DriverReport {
     /// Everything that makes this driver's runs fail; empty when all is well.
     pub fn problems(&self) -> Vec<String> {
-        [&self.model, &self.minority, &self.outside, &self.canary]
-            .iter()
-            .flat_map(|r| r.problems())
-            .collect()
+        self.runs.iter().flat_map(RunReport::problems).collect()
     }
 }

@@ -56,17 +56,47 @@ pub enum Plan {
     Outside,
     /// Early expiry on a majority, over and over; the checker must fire.
     Canary,
+    /// The model's faults with fenced locks, and holders that stall past their lock
+    /// before writing: tokens must grow, and the stalled writes be refused.
+    Fenced,
+    /// The model's faults plus restarts that lose the data at once, with restart
+    /// quarantine on: the checker must find nothing.
+    Quarantine,
+    /// The same nemesis as [`Plan::Quarantine`] with quarantine off: measured, to show
+    /// what quarantine prevents.
+    Unquarantined,
+    /// Kill -9 and restart at once, keeping the data (an append-only file), with durable
+    /// votes; only with `REDLOCK_FAULTS_PLAN=durable` and a server that has `WAITAOF`.
+    Durable,
+    /// The model's faults on many names with short holdings, for a long run; only with
+    /// `REDLOCK_FAULTS_PLAN=soak`.
+    Soak,
 }
 
 impl Plan {
-    /// The plan's name in report lines: `faults`, `outside` or `canary`.
+    /// The plan's name in report lines: `faults`, `outside`, `canary`, ...
     pub fn label(self) -> &'static str {
         match self {
             Plan::Model => "faults",
             Plan::Minority => "minority",
             Plan::Outside => "outside",
             Plan::Canary => "canary",
+            Plan::Fenced => "fenced",
+            Plan::Quarantine => "quarantine",
+            Plan::Unquarantined => "unquarantined",
+            Plan::Durable => "durable",
+            Plan::Soak => "soak",
         }
+    }
+
+    /// Whether the checker must find nothing in this plan's runs.
+    pub fn judged(self) -> bool {
+        !matches!(self, Plan::Outside | Plan::Canary | Plan::Unquarantined)
+    }
+
+    /// Whether this plan's clients keep restart quarantine on.
+    pub fn quarantined(self) -> bool {
+        self == Plan::Quarantine
     }
 }
 
@@ -82,6 +112,9 @@ pub enum Action {
     EarlyExpiry,
     /// Kills the node and restarts it at once, empty, while locks on it may be valid.
     RestartEmpty,
+    /// Kills the node (SIGKILL) and restarts it at once with its data (its append-only
+    /// file), while locks on it may be valid.
+    RestartKeepingData,
 }
 
 impl Action {
@@ -92,6 +125,7 @@ impl Action {
             Action::Heal(fault) => format!("heal_{}", fault.label()),
             Action::EarlyExpiry => "early_expiry".into(),
             Action::RestartEmpty => "restart_empty".into(),
+            Action::RestartKeepingData => "restart_keeping_data".into(),
         }
     }
 }
@@ -130,10 +164,16 @@ impl Schedule {
     pub fn generate(seed: u64, plan: Plan, spec: &Spec) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut steps = match plan {
-            Plan::Model => faults(&mut rng, spec, false),
+            Plan::Model | Plan::Fenced | Plan::Soak => faults(&mut rng, spec, false),
             Plan::Minority => minority_down(spec),
             Plan::Outside => faults(&mut rng, spec, true),
             Plan::Canary => canary(&mut rng, spec),
+            Plan::Quarantine | Plan::Unquarantined => {
+                let mut steps = faults(&mut rng, spec, false);
+                steps.extend(restarts(&mut rng, spec, Action::RestartEmpty));
+                steps
+            }
+            Plan::Durable => restarts(&mut rng, spec, Action::RestartKeepingData),
         };
         // Heals first among steps at one instant, so a node is free before it is reused.
         steps.sort_by_key(|s| (s.at, matches!(s.action, Action::Inject(_))));
@@ -280,6 +320,19 @@ fn outside_step(
     }
 }
 
+/// A node restarted at once (`action`) every 200 to 600 ms, on any node: the restarts are
+/// outside the model's count of faulty nodes, since a restart is over at once.
+fn restarts(rng: &mut StdRng, spec: &Spec, action: Action) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut at = ms(rng, 100, 300);
+    while at < spec.duration && spec.nodes > 0 {
+        let node = rng.random_range(0..spec.nodes);
+        steps.push(Step { at, node, action });
+        at += ms(rng, 200, 600);
+    }
+    steps
+}
+
 fn canary(rng: &mut StdRng, spec: &Spec) -> Vec<Step> {
     let majority = spec.nodes / 2 + 1;
     let mut steps = Vec::new();
@@ -359,6 +412,23 @@ mod tests {
                 assert!(heal.at >= kill.at + spec().kill_hold, "seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn restart_plans_restart_as_their_names_say() {
+        for plan in [Plan::Quarantine, Plan::Unquarantined] {
+            let s = Schedule::generate(3, plan, &spec());
+            assert!(s.count(|a| a == Action::RestartEmpty) > 10, "{plan:?}");
+            assert!(s.max_faulty() <= 2, "{plan:?}");
+        }
+        let q = Schedule::generate(3, Plan::Quarantine, &spec());
+        assert_eq!(
+            q,
+            Schedule::generate(3, Plan::Unquarantined, &spec()),
+            "one nemesis"
+        );
+        let d = Schedule::generate(3, Plan::Durable, &spec());
+        assert_eq!(d.count(|a| a == Action::RestartKeepingData), d.steps.len());
     }
 
     #[test]

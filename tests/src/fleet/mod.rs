@@ -78,6 +78,8 @@ pub struct Fleet {
     tls: Option<Serving>,
     /// Whether the servers run in cluster mode ([`Fleet::start_cluster`]).
     cluster: bool,
+    /// Whether the servers keep an append-only file ([`Fleet::start_durable`]).
+    durable: bool,
 }
 
 /// How a fleet serves TLS.
@@ -125,6 +127,20 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Starts `n` servers as [`Fleet::start`] does, each keeping an append-only file
+    /// (`appendonly yes`, `appendfsync always`) in its own directory, so that
+    /// [`Fleet::restart`] brings a node back with its data.
+    ///
+    /// # Errors
+    ///
+    /// As [`Fleet::start`].
+    pub fn start_durable(n: usize) -> Result<Self, FleetError> {
+        let mut fleet = Self::start(0)?;
+        fleet.durable = true;
+        fleet.add_nodes(n)?;
+        Ok(fleet)
+    }
+
     /// The certificates of a fleet started with [`Fleet::start_tls`].
     pub fn tls_material(&self) -> Option<&TlsMaterial> {
         self.tls.as_ref().map(|t| &t.material)
@@ -142,6 +158,10 @@ impl Fleet {
     fn server_args(&self, tls_port: Option<u16>) -> Vec<OsString> {
         let mut args = self.tls_args(tls_port);
         args.extend(self.cluster_args());
+        if self.durable {
+            let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+            args.extend(aof.map(OsString::from));
+        }
         args
     }
 
@@ -183,6 +203,7 @@ impl Fleet {
             nodes: Vec::with_capacity(n),
             tls: None,
             cluster: false,
+            durable: false,
         };
         fleet.add_nodes(n)?;
         Ok(fleet)
@@ -278,7 +299,8 @@ impl Fleet {
         Ok(())
     }
 
-    /// Starts node `i` again on the same port, empty, and confirms we own it.
+    /// Starts node `i` again on the same port, empty (with its append-only file, in a
+    /// fleet from [`Fleet::start_durable`]), and confirms we own it.
     ///
     /// A running node is killed first. Binding is retried for about a second in case the
     /// old socket lingers.
