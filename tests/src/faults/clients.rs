@@ -224,6 +224,9 @@ pub struct Workload {
     /// With a fenced resource: chance that a holder stalls past its lock (a pause after
     /// its check) before it writes there.
     pub stall_chance: f64,
+    /// Holders drop their guard (which releases in the background) instead of awaiting
+    /// the unlock, and go on at once: a silent node then costs nothing.
+    pub release_in_background: bool,
 }
 
 impl Default for Workload {
@@ -237,6 +240,7 @@ impl Default for Workload {
             margin: Duration::from_millis(5),
             dedicated: false,
             stall_chance: 0.0,
+            release_in_background: false,
         }
     }
 }
@@ -374,6 +378,10 @@ impl<P: Pool> Client<P> {
             self.record(name, Op::Skipped);
         }
         self.record(name, Op::Unlocking);
+        if self.workload.release_in_background {
+            drop(guard);
+            return;
+        }
         let result = guard.unlock().await.map_err(|e| ErrorClass::of(&e));
         self.record(name, Op::Unlocked(result));
     }

@@ -15,14 +15,18 @@ pub const SEED_VAR: &str = "REDLOCK_FAULTS_SEED";
 pub const SECS_VAR: &str = "REDLOCK_FAULTS_SECS";
 
 const DEFAULT_SECS: u64 = 8;
-/// Environment variable that adds plans to the default ones: `soak` (a long run on many
-/// names) or `durable` (kill -9 with the data kept, and durable votes; the servers need
-/// `WAITAOF`, so set `REDLOCK_SERVER` to a Valkey 8 or Redis 7.2+ server).
+/// Environment variable that runs one plan instead of the default ones: `soak` (a long
+/// run on many names) or `durable` (kill -9 with the data kept, and durable votes; the
+/// servers need `WAITAOF`, so set `REDLOCK_SERVER` to a Valkey 8 or Redis 7.2+ server).
 pub const PLAN_VAR: &str = "REDLOCK_FAULTS_PLAN";
 /// How long each driver's soak runs, unless `REDLOCK_FAULTS_SECS` says.
 const SOAK_SECS: u64 = 170;
 /// The names of the soak.
-const SOAK_NAMES: usize = 64;
+const SOAK_NAMES: usize = 256;
+/// The soak's servers.
+const SOAK_NODES: usize = 3;
+/// The soak's clients, per client of the other plans.
+const SOAK_CLIENTS_PER_CLIENT: usize = 6;
 /// Margin past the longest TTL before a killed node comes back.
 const KILL_MARGIN: Duration = Duration::from_millis(200);
 /// Margin past the TTL before the leftover keys are looked for.
@@ -61,7 +65,7 @@ pub struct Config {
     pub workload: Workload,
     /// How the long-work clients behave.
     pub long_work: LongWork,
-    /// The plan that [`PLAN_VAR`] adds, if any.
+    /// The plan that [`PLAN_VAR`] asks for instead of the default ones, if any.
     pub extra: Option<Plan>,
 }
 
@@ -150,7 +154,9 @@ impl Config {
     pub fn plan_options(&self, plan: Plan) -> Options {
         let options = self.options();
         match plan {
-            Plan::Fenced | Plan::Soak => options.fenced(true),
+            Plan::Fenced => options.fenced(true),
+            // A round decides as soon as it can: a paused node costs nothing then.
+            Plan::Soak => options.fail_fast(true),
             Plan::Quarantine => {
                 let period = self.expiry + options.get_drift();
                 options.quarantine(period)
@@ -202,9 +208,11 @@ impl Config {
             },
             // Short holdings on many names, for many operations.
             Plan::Soak => Workload {
-                hold: (Duration::ZERO, Duration::from_millis(2)),
-                think: (Duration::ZERO, Duration::from_millis(1)),
+                hold: (Duration::ZERO, Duration::from_millis(1)),
+                think: (Duration::ZERO, Duration::ZERO),
                 overrun_chance: 0.0005,
+                extend_chance: 0.02,
+                release_in_background: true,
                 ..self.workload
             },
             Plan::Model | Plan::Quarantine | Plan::Unquarantined | Plan::Durable => self.workload,
@@ -240,7 +248,7 @@ impl Config {
     /// How many clients lock in `plan`: more in the soak.
     pub fn clients(&self, plan: Plan) -> usize {
         match plan {
-            Plan::Soak => self.clients * 2,
+            Plan::Soak => self.clients * SOAK_CLIENTS_PER_CLIENT,
             _ => self.clients,
         }
     }
@@ -266,9 +274,18 @@ impl Config {
         }
     }
 
+    /// How many servers `plan` runs: three in the soak, which goes straight to them
+    /// (see [`Plan::direct`]), so that two cores serve more operations.
+    pub fn nodes(&self, plan: Plan) -> usize {
+        match plan {
+            Plan::Soak => SOAK_NODES,
+            _ => self.nodes,
+        }
+    }
+
     pub(super) fn spec(&self, plan: Plan) -> Spec {
         Spec {
-            nodes: self.nodes,
+            nodes: self.nodes(plan),
             duration: self.duration(plan),
             kill_hold: self.expiry + KILL_MARGIN,
         }

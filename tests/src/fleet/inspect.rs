@@ -97,4 +97,17 @@ impl Fleet {
         let mut con = connect(port).map_err(redis_error(port))?;
         cmd.query(&mut con).map_err(redis_error(port))
     }
+
+    /// Whether node `i` knows `WAITAOF` (Redis 7.2+, Valkey 8), for durable votes.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn has_waitaof(&self, i: usize) -> Result<bool, FleetError> {
+        let mut cmd = redis::cmd("COMMAND");
+        cmd.arg("INFO").arg("WAITAOF");
+        let info: redis::Value = self.query(i, &cmd)?;
+        let unknown = |items: &[redis::Value]| items.iter().all(|v| *v == redis::Value::Nil);
+        Ok(!matches!(info, redis::Value::Array(ref items) if unknown(items)))
+    }
 }

@@ -64,14 +64,6 @@ pub async fn restarted_nodes_get_no_vote_until_their_quarantine_ends<P: Pool>(
     );
 }
 
-/// Whether node `i` knows `WAITAOF` (Redis 7.2+, Valkey 8).
-fn has_waitaof(c: &Testbed<impl Pool>, i: usize) -> bool {
-    let mut cmd = redis::cmd("COMMAND");
-    cmd.arg("INFO").arg("WAITAOF");
-    let info: redis::Value = c.fleet.query(i, &cmd).expect("command info");
-    !matches!(info, redis::Value::Array(ref items) if items.iter().all(|v| *v == redis::Value::Nil))
-}
-
 /// Durable votes: on a server with `WAITAOF` and `appendonly yes`, a durable lock is
 /// taken, extended and released; with `appendonly no` (or on a server without `WAITAOF`,
 /// such as Redis 7.0) every vote fails, at once, with an error that names `WAITAOF`:
@@ -86,7 +78,7 @@ pub async fn durable_votes_count_only_what_reached_the_append_only_file<P: Pool>
     let text = crate::printed(&refused);
     assert!(text.contains("WAITAOF"), "{text}");
     assert_eq!(c.values(&name), vec![None; 3], "no key left");
-    if !has_waitaof(&c, 0) {
+    if !c.fleet.has_waitaof(0).expect("command info") {
         return;
     }
     for i in 0..3 {
