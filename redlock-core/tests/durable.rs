@@ -5,10 +5,8 @@
 
 mod common;
 
-use async_trait::async_trait;
 use common::*;
-use redlock_core::memory::MemoryPool;
-use redlock_core::{Conn, ConnError, ConnErrorKind, Pool, Redlock, Reply, ScriptRef};
+use redlock_core::{ConnErrorKind, Redlock};
 
 fn durable() -> redlock_core::Options {
     fast().durable_votes(0)
@@ -53,30 +51,6 @@ async fn a_refusal_needs_no_confirmation() {
     let refused = mutex(&pools, durable()).try_lock().await.unwrap_err();
     assert!(refused.is_taken(), "{refused}");
     held.unlock().await.unwrap();
-}
-
-/// A driver that runs scripts only: it cannot pipeline `WAITAOF` after one.
-#[derive(Clone)]
-struct ScriptsOnly(MemoryPool);
-
-#[async_trait]
-impl Pool for ScriptsOnly {
-    type Conn = ScriptsOnly;
-    async fn get(&self) -> Result<ScriptsOnly, ConnError> {
-        Ok(self.clone())
-    }
-}
-
-#[async_trait]
-impl Conn for ScriptsOnly {
-    async fn eval(
-        &mut self,
-        script: ScriptRef<'_>,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        self.0.eval(script, keys, args).await
-    }
 }
 
 #[tokio::test(start_paused = true)]

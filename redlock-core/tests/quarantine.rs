@@ -83,30 +83,6 @@ async fn the_age_is_read_once_per_connection() {
     assert_eq!(read(infos()), [1, 2, 1], "never when switched off");
 }
 
-/// A driver that runs scripts only: no `command`, no `epoch`.
-#[derive(Clone)]
-struct ScriptsOnly(MemoryPool);
-
-#[async_trait]
-impl Pool for ScriptsOnly {
-    type Conn = ScriptsOnly;
-    async fn get(&self) -> Result<ScriptsOnly, ConnError> {
-        Ok(self.clone())
-    }
-}
-
-#[async_trait]
-impl Conn for ScriptsOnly {
-    async fn eval(
-        &mut self,
-        script: ScriptRef<'_>,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<Reply, ConnError> {
-        self.0.eval(script, keys, args).await
-    }
-}
-
 /// A driver that reads the age but cannot tell a new connection: the restart shows as a
 /// `NOSCRIPT`, and the age is read again before the vote counts.
 #[derive(Clone)]

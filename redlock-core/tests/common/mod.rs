@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use redlock_core::memory::MemoryPool;
-use redlock_core::{Error, Mutex, Options, Redlock};
+use redlock_core::{Conn, ConnError, Error, Mutex, Options, Pool, Redlock, Reply, ScriptRef};
 
 /// The lock name every test uses; it is the key on every node.
 pub(crate) const KEY: &str = "lock:test";
@@ -102,4 +102,29 @@ pub(crate) fn assert_config(err: &Error, needle: &str) {
     assert!(reason.starts_with(|c: char| c.is_lowercase()), "{reason:?}");
     assert!(!reason.ends_with('.'), "{reason:?}");
     assert_eq!(err.to_string(), format!("invalid configuration: {reason}"));
+}
+
+/// A driver that runs scripts only: no `command`, no `epoch`, no `eval_then`, as a
+/// driver written before those optional capabilities.
+#[derive(Clone)]
+pub(crate) struct ScriptsOnly(pub(crate) MemoryPool);
+
+#[async_trait::async_trait]
+impl Pool for ScriptsOnly {
+    type Conn = ScriptsOnly;
+    async fn get(&self) -> Result<ScriptsOnly, ConnError> {
+        Ok(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Conn for ScriptsOnly {
+    async fn eval(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Reply, ConnError> {
+        self.0.eval(script, keys, args).await
+    }
 }
