@@ -215,10 +215,13 @@ pub trait Conn: Send {
     /// driver cannot tell.
     ///
     /// Optional. The core reads the node's age (`INFO server`) again whenever the epoch
-    /// changes, after a call failed on a connection error, after a `NOSCRIPT` (the
-    /// script cache empties on restart) and after [`Pool::reconnect`]: a node that
-    /// restarted is then seen before its vote counts. A driver that replaces its
-    /// connection only after a failed call may return a constant.
+    /// changes, after a call failed on a connection error, after a `NOSCRIPT` for a script
+    /// the node had run (the script cache empties on restart) and after
+    /// [`Pool::reconnect`]; and it compares the epoch before and after each acquire
+    /// script, reading the age again before a grant counts if it changed. So a node that
+    /// restarted is seen before its vote counts, provided the epoch changes before a new
+    /// connection carries a call. A driver that replaces its connection only after a call
+    /// of its own failed on the old one may count those failures.
     fn epoch(&self) -> Option<u64> {
         None
     }

@@ -195,7 +195,7 @@ impl<P: Pool, F: Future<Output = Vote> + Send + 'static> Pending<P, F> {
                 let Some(r) = release else {
                     return;
                 };
-                if !r.only_yes || matches!(vote, Vote::Yes | Vote::YesHeard) {
+                if !r.only_yes || matches!(vote, Vote::Yes | Vote::YesHeard | Vote::Young(_)) {
                     vote_within(r.call, node, r.plan.timeout).await;
                 }
             }

@@ -141,6 +141,12 @@ impl<P: Pool> Guard<P> {
 
     /// Extends the lock by `expiry` instead of the lock's own, counted from now.
     ///
+    /// Restart quarantine ([`Options::quarantine`](crate::Options::quarantine)) protects a
+    /// holding only if every client's period is at least the longest TTL any key gets:
+    /// with the default period (the lock's expiry plus drift), an `expiry` longer than the
+    /// lock's leaves a window in which a node that restarted empty votes while this
+    /// holding is still valid. Set the period to cover the longest `expiry` you extend to.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`](crate::Error::Config) when `expiry` is out of range (checked before

@@ -7,16 +7,19 @@
 //! It learns each node's start from `INFO server` (`run_id`, `uptime_in_seconds`), read
 //! on the connection before an acquire call whenever that connection may be new: at
 //! first use, when the driver's [`Conn::epoch`](crate::Conn::epoch) changed, after a call
-//! failed on a connection error, after a `NOSCRIPT` (the script cache empties on restart),
-//! and after a reconnect. In the steady state that is never, so the uncontended path pays
-//! no round trip. A node younger than the period still takes the key (and is released
-//! with the rest), but its grant does not count towards the quorum.
+//! failed on a connection error, after a reconnect, and after a `NOSCRIPT` for a script
+//! the node had run (its cache emptied; a hint only, since another client may have loaded
+//! the script again first). A grant is confirmed the same way after the script when the
+//! epoch or those suspicions changed while it ran, so a connection replaced under a call
+//! is read before its grant counts. In the steady state none of this happens, and the
+//! uncontended path pays no round trip. A node younger than the period still takes the
+//! key (and is released with the rest), but its grant does not count towards the quorum.
 //!
 //! The uptime is the difference of two whole-second clock readings, off by up to a second
 //! either way, so a node is taken to have started a second after the uptime says: up to
 //! two seconds after it did. The quarantine errs long.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,6 +53,9 @@ pub(crate) struct Ages {
     /// them means its script cache emptied (a restart or a flush), while one for a
     /// script it never ran is only its first use.
     scripts: Box<[AtomicU8]>,
+    /// How many times the core suspected a new connection to each node
+    /// ([`Ages::forget_connection`]): a call compares it before and after its script.
+    suspicions: Box<[AtomicU64]>,
 }
 
 impl Ages {
@@ -57,6 +63,7 @@ impl Ages {
         Self {
             ages: (0..nodes).map(|_| Mutex::default()).collect(),
             scripts: (0..nodes).map(|_| AtomicU8::new(0)).collect(),
+            suspicions: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -75,12 +82,15 @@ impl Ages {
     }
 
     /// Whether a `NOSCRIPT` from `node` for the script with bit `script` means its cache
-    /// emptied since it ran it; forgets every script it ran if so.
+    /// emptied since it ran it; forgets every script it ran if so (and only then: a first
+    /// use keeps what the other scripts say).
     pub(crate) fn lost_script(&self, node: usize, script: u8) -> bool {
         let Some(ran) = self.scripts.get(node) else {
             return false;
         };
-        ran.fetch_and(0, Ordering::Relaxed) & script != 0
+        let forget = |ran: u8| (ran & script != 0).then_some(0);
+        ran.fetch_update(Ordering::Relaxed, Ordering::Relaxed, forget)
+            .is_ok()
     }
 
     /// Whether a call over a connection with `epoch` must read the node's age first.
@@ -91,7 +101,17 @@ impl Ages {
 
     /// The connection to `node` may be new: read its age before its next vote counts.
     pub(crate) fn forget_connection(&self, node: usize) {
+        if let Some(suspicions) = self.suspicions.get(node) {
+            suspicions.fetch_add(1, Ordering::Relaxed);
+        }
         self.with(node, |age| age.checked = false);
+    }
+
+    /// How many times the connection to `node` was suspected new so far.
+    pub(crate) fn suspicions(&self, node: usize) -> u64 {
+        self.suspicions
+            .get(node)
+            .map_or(0, |s| s.load(Ordering::Relaxed))
     }
 
     /// Records the reply to `INFO server`, read at `at` over a connection with `epoch`.

@@ -40,7 +40,8 @@ const STALE_RETRIES: u32 = 3;
 /// makes early (right after subscribing, when woken, after a split vote) come on top and
 /// do not count: on a busy lock, a waiter is woken by release after release, and counting
 /// those would make it give up after `tries` releases instead of `tries` delays. One
-/// attempt (`tries` 1, `try_lock`) is made at once, with no wait of any kind.
+/// attempt (`tries` 1, `try_lock`) is made at once, with no wait of any kind; a fenced
+/// attempt whose token was stale is made again at once as part of the same try.
 pub(crate) async fn acquire<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
@@ -84,7 +85,8 @@ pub(crate) async fn acquire<P: Pool>(
         // A stale token is this manager's out-of-date view of the fences, not another
         // owner: propose again at once, above every fence the nodes reported.
         stale_in_a_row = if refusal.stale { stale_in_a_row + 1 } else { 0 };
-        if refusal.stale && !refusal.contended && stale_in_a_row <= STALE_RETRIES {
+        let retry_stale = refusal.stale && !refusal.contended && refusal.error.is_retryable();
+        if retry_stale && stale_in_a_row <= STALE_RETRIES {
             continue;
         }
         counted += u32::from(counts);

@@ -7,9 +7,12 @@
 mod common;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use common::*;
 use redlock_core::memory::MemoryPool;
-use redlock_core::{Conn, ConnError, Options, Pool, Redlock, Reply, ScriptRef};
+use redlock_core::{Conn, ConnError, Options, Pool, Redlock, Reply, ScriptRef, scripts};
 
 /// The default period for [`fast`] (the 1 s expiry plus its 12 ms drift allowance), and a
 /// second for the error of `uptime_in_seconds`.
@@ -75,12 +78,14 @@ async fn the_age_is_read_once_per_connection() {
     for _ in 0..5 {
         mutex.lock().await.unwrap().unlock().await.unwrap();
     }
-    assert_eq!(read(infos()), [1, 2, 1], "again after a restart");
+    // Before the script on the new connection, and after the grant: the node had lost a
+    // script it ran, so the connection was suspect while the script ran.
+    assert_eq!(read(infos()), [1, 3, 1], "again after a restart");
     let off = manager(&pools, fast().quarantine(ms(0)))
         .mutex(KEY)
         .unwrap();
     off.lock().await.unwrap().unlock().await.unwrap();
-    assert_eq!(read(infos()), [1, 2, 1], "never when switched off");
+    assert_eq!(read(infos()), [1, 3, 1], "never when switched off");
 }
 
 /// A driver that reads the age but cannot tell a new connection: the restart shows as a
@@ -138,4 +143,69 @@ async fn a_driver_without_commands_votes_as_before() {
     let guard = redlock.lock(KEY).await.unwrap();
     guard.unlock().await.unwrap();
     assert_eq!(pools[0].info_calls(), before);
+}
+
+/// A connection that the node restarts under: on its armed call, the node restarts
+/// (keeping its data, so that only its age tells) just before the script runs, and the
+/// script goes by its source, so no `NOSCRIPT` gives the restart away.
+#[derive(Clone)]
+struct RestartsUnderCall {
+    pool: MemoryPool,
+    armed: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Pool for RestartsUnderCall {
+    type Conn = RestartsUnderCall;
+    async fn get(&self) -> Result<RestartsUnderCall, ConnError> {
+        Ok(self.clone())
+    }
+}
+
+#[async_trait]
+impl Conn for RestartsUnderCall {
+    async fn eval(
+        &mut self,
+        script: ScriptRef<'_>,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Reply, ConnError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.pool.restart(true);
+        }
+        let all = [scripts::LOCK, scripts::UNLOCK, scripts::FENCE];
+        let source = all.iter().find(|s| ScriptRef::Sha1(s.sha1()) == script);
+        let script = source.map_or(script, |s| ScriptRef::Source(s.source()));
+        self.pool.eval(script, keys, args).await
+    }
+
+    async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
+        self.pool.command(args).await
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.pool.epoch()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_restarted_under_a_call_is_read_again_before_its_grant_counts() {
+    let pools = warm_pools(3).await;
+    let nodes: Vec<RestartsUnderCall> = pools
+        .iter()
+        .map(|pool| RestartsUnderCall {
+            pool: pool.clone(),
+            armed: Arc::new(AtomicBool::new(false)),
+        })
+        .collect();
+    let redlock = Redlock::with_options(nodes.clone(), fast().tries(1)).unwrap();
+    redlock.lock(KEY).await.unwrap().unlock().await.unwrap();
+    nodes[0].armed.store(true, Ordering::SeqCst);
+    nodes[1].armed.store(true, Ordering::SeqCst);
+    let err = redlock.lock(KEY).await.unwrap_err();
+    assert!(
+        format!("{err:?}").contains("restarted too recently"),
+        "{err}"
+    );
+    assert_none_hold(&pools);
 }

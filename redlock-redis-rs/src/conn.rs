@@ -16,27 +16,39 @@ use redlock_core::{Conn, ConnError, ConnErrorKind, Replies, Reply, ScriptRef};
 #[derive(Debug)]
 pub struct RedisConn<C> {
     conn: C,
-    epoch: Option<u64>,
+    generation: Option<Arc<AtomicU64>>,
     commands: bool,
 }
 
 impl<C> RedisConn<C> {
     /// Runs calls on `conn`. Its [`Conn::epoch`] is `None` (it cannot tell a new
-    /// underlying connection; see [`RedisConn::with_epoch`]).
+    /// underlying connection; see [`RedisConn::with_generation`]).
     pub fn new(conn: C) -> Self {
         Self {
             conn,
-            epoch: None,
+            generation: None,
             commands: true,
         }
     }
 
-    /// Reports `epoch` as the number of the underlying connection (see
-    /// [`Conn::epoch`]): it must change whenever `conn` is a new connection.
+    /// Reports `generation`, read at each call, as the [`Conn::epoch`]: whoever makes a
+    /// new underlying connection for `conn` must raise it first. The connection raises
+    /// it itself when a call fails on a connection error, since a redis-rs client makes
+    /// its next connection after one.
     #[must_use]
-    pub fn with_epoch(mut self, epoch: Option<u64>) -> Self {
-        self.epoch = epoch;
+    pub fn with_generation(mut self, generation: Arc<AtomicU64>) -> Self {
+        self.generation = Some(generation);
         self
+    }
+
+    /// Raises the generation when `result` failed on the connection.
+    fn note<T>(&self, result: Result<T, ConnError>) -> Result<T, ConnError> {
+        if let (Err(e), Some(generation)) = (&result, &self.generation)
+            && e.kind() == ConnErrorKind::Connection
+        {
+            generation.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Reports [`Conn::command`] unsupported: for a connection whose commands go to
@@ -61,7 +73,8 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Reply, ConnError> {
-        query_script(&mut self.conn, script, keys, args).await
+        let result = query_script(&mut self.conn, script, keys, args).await;
+        self.note(result)
     }
 
     async fn command(&mut self, args: &[&str]) -> Result<Reply, ConnError> {
@@ -69,7 +82,8 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
             let message = "a cluster connection sends commands to several masters";
             return Err(ConnError::new(ConnErrorKind::Unsupported, message));
         }
-        query_command(&mut self.conn, args).await
+        let result = query_command(&mut self.conn, args).await;
+        self.note(result)
     }
 
     async fn eval_then(
@@ -79,11 +93,13 @@ impl<C: ConnectionLike + Send> Conn for RedisConn<C> {
         args: &[&str],
         then: &[&str],
     ) -> Result<Replies, ConnError> {
-        query_script_then(&mut self.conn, script, keys, args, then).await
+        let result = query_script_then(&mut self.conn, script, keys, args, then).await;
+        self.note(result)
     }
 
     fn epoch(&self) -> Option<u64> {
-        self.epoch
+        let generation = self.generation.as_ref()?;
+        Some(generation.load(Ordering::Relaxed))
     }
 }
 

@@ -279,8 +279,10 @@ where
         let shared = &*self.shared;
         let conn = shared.conn.read();
         let conn = RedisConn::new(conn.unwrap_or_else(PoisonError::into_inner).clone());
-        let epoch = shared.generation.as_ref();
-        let conn = conn.with_epoch(epoch.map(|g| g.load(Ordering::Relaxed)));
+        let conn = match &shared.generation {
+            Some(generation) => conn.with_generation(generation.clone()),
+            None => conn,
+        };
         match shared.commands {
             true => conn,
             false => conn.without_commands(),

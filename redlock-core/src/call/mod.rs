@@ -18,7 +18,7 @@ use crate::tally::Vote;
 mod read;
 mod send;
 
-use read::read_fenced;
+use read::{read_fenced, read_vote};
 pub(crate) use send::WaitAof;
 
 /// Tags run from 1 to this, then start again: exact as Lua numbers (doubles).
@@ -144,6 +144,10 @@ impl<P: Pool> Call<P> {
         &self.nodes
     }
 
+    /// Runs the call on node `node`. Under quarantine, the node's age is read before the
+    /// script when the connection may be new, and again after a grant if the connection
+    /// may have changed while the script ran: the grant then came from a server the
+    /// first reading did not see.
     async fn run(&self, node: usize) -> Result<Reply, ConnError> {
         let Some(pool) = self.nodes.pool(node) else {
             return Err(ConnError::new(ConnErrorKind::Other, "no such node"));
@@ -152,10 +156,20 @@ impl<P: Pool> Call<P> {
             Some(conn) => conn,
             None => pool.get().await?,
         };
-        let fresh = match self.quarantine {
-            Some(_) => self.check_age(node, &mut conn).await?,
-            None => false,
-        };
+        if self.quarantine.is_none() {
+            return self.send_op(node, &mut conn).await;
+        }
+        let before = self.check_age(node, &mut conn).await?;
+        let reply = self.send_op(node, &mut conn).await?;
+        if reply == Reply::Int(self.tag) && before != self.connection_seen(node, &conn) {
+            self.nodes.ages().forget_connection(node);
+            self.check_age(node, &mut conn).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Sends what the call asks of the key.
+    async fn send_op(&self, node: usize, conn: &mut P::Conn) -> Result<Reply, ConnError> {
         let mut digits = itoa::Buffer::new();
         let (keys, value, tag) = ([&*self.key], &*self.value, digits.format(self.tag));
         match &self.op {
@@ -166,8 +180,7 @@ impl<P: Pool> Call<P> {
                     mode: *mode,
                     tag,
                 };
-                self.script((node, fresh), &mut conn, &LOCK, &keys, &args.argv())
-                    .await
+                self.script(node, conn, &LOCK, &keys, &args.argv()).await
             }
             Op::Unlock { notify } => {
                 let channel_prefix = if *notify { RELEASE_CHANNEL_PREFIX } else { "" };
@@ -176,8 +189,7 @@ impl<P: Pool> Call<P> {
                     tag,
                     channel_prefix,
                 };
-                self.script((node, fresh), &mut conn, &UNLOCK, &keys, &args.argv())
-                    .await
+                self.script(node, conn, &UNLOCK, &keys, &args.argv()).await
             }
             Op::Fence {
                 fence_key,
@@ -192,8 +204,7 @@ impl<P: Pool> Call<P> {
                     tag,
                 };
                 let keys = [&*self.key, &**fence_key];
-                self.script((node, fresh), &mut conn, &FENCE, &keys, &args.argv())
-                    .await
+                self.script(node, conn, &FENCE, &keys, &args.argv()).await
             }
         }
     }
@@ -205,7 +216,12 @@ impl<P: Pool> Call<P> {
 /// first.
 pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
     let start = Instant::now();
-    let (mut vote, fence) = read_fenced(call.run(node).await, call.tag);
+    let reply = call.run(node).await;
+    // Only a fenced acquire's replies carry a fence.
+    let (mut vote, fence) = match call.op {
+        Op::Fence { .. } => read_fenced(reply, call.tag),
+        _ => (read_vote(reply, call.tag), None),
+    };
     if let (Vote::Yes, Some(period)) = (&vote, call.quarantine)
         && let Some(left) = call.nodes.ages().young(node, period)
     {

@@ -21,7 +21,7 @@ pub(super) fn read_fenced(reply: Result<Reply, ConnError>, tag: i64) -> (Vote, O
     }
 }
 
-fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
+pub(super) fn read_vote(reply: Result<Reply, ConnError>, tag: i64) -> Vote {
     match reply {
         Ok(Reply::Int(0)) => Vote::Absent,
         Ok(Reply::Int(-1)) => Vote::Taken(None),

@@ -20,13 +20,12 @@ pub(crate) struct WaitAof {
 }
 
 impl<P: Pool> Call<P> {
-    /// Runs `script` by EVALSHA, and by EVAL when the node does not know it. An empty
-    /// script cache means the node restarted (or was flushed) since this connection last
-    /// ran it: its age is read again before the vote counts, unless this call just read
-    /// it (`fresh`).
+    /// Runs `script` by EVALSHA, and by EVAL when the node does not know it. A node that
+    /// forgot a script it had run emptied its script cache (a restart, or a flush): its
+    /// connection is suspected new, and a grant's age read again before it counts.
     pub(super) async fn script(
         &self,
-        (node, fresh): (usize, bool),
+        node: usize,
         conn: &mut P::Conn,
         script: &Script,
         keys: &[&str],
@@ -38,11 +37,9 @@ impl<P: Pool> Call<P> {
             .await
         {
             Err(e) if e.kind() == ConnErrorKind::NoScript => {
-                if ages.lost_script(node, bit) && !fresh {
+                // The grant is checked after the script (`Call::run`).
+                if ages.lost_script(node, bit) {
                     ages.forget_connection(node);
-                }
-                if self.quarantine.is_some() {
-                    self.check_age(node, conn).await?;
                 }
                 self.send(conn, ScriptRef::Source(script.source()), keys, args)
                     .await
@@ -84,25 +81,32 @@ impl<P: Pool> Call<P> {
         !matches!(self.op, Op::Unlock { .. })
     }
 
+    /// What tells a new connection to `node`: the times the core suspected one, and the
+    /// driver's epoch.
+    pub(super) fn connection_seen(&self, node: usize, conn: &P::Conn) -> (u64, Option<u64>) {
+        (self.nodes.ages().suspicions(node), conn.epoch())
+    }
+
     /// Reads the node's age (`INFO server`) when the connection may be new since it was
-    /// last read; returns whether it did.
+    /// last read; returns what told the connection apart when it was checked.
     pub(super) async fn check_age(
         &self,
         node: usize,
         conn: &mut P::Conn,
-    ) -> Result<bool, ConnError> {
+    ) -> Result<(u64, Option<u64>), ConnError> {
         let ages = self.nodes.ages();
-        let epoch = conn.epoch();
+        let seen = self.connection_seen(node, conn);
+        let epoch = seen.1;
         if !ages.needs_check(node, epoch) {
-            return Ok(false);
+            return Ok(seen);
         }
         match conn.command(&["INFO", "server"]).await {
             Ok(info) => ages
                 .record(node, epoch, &info, Instant::now())
-                .map(|()| true),
+                .map(|()| seen),
             Err(e) if e.kind() == ConnErrorKind::Unsupported => {
                 ages.unsupported(node);
-                Ok(false)
+                Ok(seen)
             }
             // Refused, not failed: say what for, since an ACL user needs `+info`.
             Err(e) if matches!(e.kind(), ConnErrorKind::Permission | ConnErrorKind::Command) => {

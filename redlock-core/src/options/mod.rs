@@ -276,9 +276,16 @@ impl Options {
     /// reconnect in between cannot confirm a write it never saw; its timeout is the
     /// per-node timeout. It needs Redis 7.2+ or Valkey 8, a master with `appendonly yes`,
     /// and a driver with [`Conn::eval_then`](crate::Conn::eval_then); a node without them
-    /// fails its vote with an error that says why, never a silent yes. With `appendfsync
-    /// everysec` a vote waits for the next fsync, up to a second: use `appendfsync always`,
-    /// or a per-node timeout above a second.
+    /// fails its vote with an error that says why, never a silent yes. An ACL user needs
+    /// `+waitaof`.
+    ///
+    /// `WAITAOF` holds up the connection it runs on: the server reads nothing more from it
+    /// until the wait ends, and the drivers here send every call to a node over one
+    /// multiplexed connection, so releases, extends and other acquires to that node wait
+    /// behind it. With `appendfsync always` it returns at once (the write was synced before
+    /// the reply); with `everysec` each one waits for the next fsync, up to a second, and
+    /// with `replicas` above 0 a slow replica can hold it for the whole per-node timeout,
+    /// long enough to cost held locks their extends. Use `appendfsync always`.
     pub fn durable_votes(mut self, replicas: u32) -> Self {
         self.durable_votes = Some(replicas);
         self

@@ -37,13 +37,22 @@ fn add_user(fleet: &Fleet, keys: &str, commands: &[&str]) {
 }
 
 fn manager_as<P: Pool>(fleet: &Fleet, user: &str, factory: &impl Factory<P>) -> Redlock<P> {
+    manager_with(fleet, user, factory, options(3))
+}
+
+fn manager_with<P: Pool>(
+    fleet: &Fleet,
+    user: &str,
+    factory: &impl Factory<P>,
+    options: redlock_core::Options,
+) -> Redlock<P> {
     let pools = (0..fleet.len())
         .map(|i| {
             let url = format!("redis://{user}{SECRET}@127.0.0.1:{}/", fleet.port(i));
             factory(&url).unwrap_or_else(|e| panic!("factory failed: {e}"))
         })
         .collect();
-    Redlock::with_options(pools, options(3)).expect("options")
+    Redlock::with_options(pools, options).expect("options")
 }
 
 /// A user allowed only [`ACL_COMMANDS`](redlock_core::scripts::ACL_COMMANDS) on the lock's keys locks, extends and unlocks,
@@ -129,7 +138,9 @@ pub async fn user_without_info_is_told_what_quarantine_needs<P: Pool>(factory: &
         .filter(|c| *c != "info")
         .collect();
     add_user(&fleet, &format!("{prefix}*"), &commands);
-    let redlock = manager_as(&fleet, "locker:", factory);
+    // Quarantine on (a millisecond: the servers are new, but INFO is refused first).
+    let quarantined = options(3).quarantine(std::time::Duration::from_millis(1));
+    let redlock = manager_with(&fleet, "locker:", factory, quarantined);
     let name = format!("{prefix}lock");
     let refused = redlock.lock(&name).await.expect_err("no +info");
     assert!(!refused.is_retryable(), "{refused}");
