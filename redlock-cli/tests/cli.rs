@@ -1,0 +1,247 @@
+//! `redlock` end to end, against real servers: the binary as a user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redlock_conformance::{Fleet, unique_prefix};
+
+/// Generous: a hang fails the test instead of passing or blocking it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn redlock(fleet: &Fleet, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    command.env("REDLOCK_URLS", fleet.urls().join(","));
+    // The servers are new: restart quarantine would give them no vote for the expiry.
+    let (sub, rest) = args.split_first().expect("a subcommand");
+    command.arg(sub);
+    if *sub == "exec" {
+        command.args(["--quarantine", "0s"]);
+    }
+    command.args(rest);
+    command
+}
+
+/// Waits for `child`, failing the test after [`PATIENCE`].
+fn finish(mut child: Child) -> Output {
+    let until = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < until,
+            "redlock did not finish in {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run(command: &mut Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    finish(child.expect("spawn redlock"))
+}
+
+fn fleet() -> Fleet {
+    Fleet::start(3).expect("start 3 redis-servers")
+}
+
+#[test]
+fn the_commands_status_comes_through() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_status");
+    let out = run(&mut redlock(
+        &fleet,
+        &["exec", &name, "--", "sh", "-c", "exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = run(&mut redlock(
+        &fleet,
+        &["exec", &name, "--", "sh", "-c", "kill -9 $$"],
+    ));
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    let out = run(&mut redlock(
+        &fleet,
+        &["exec", &name, "--", "no-such-command-here"],
+    ));
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert_eq!(
+        fleet.get(0, &name).unwrap(),
+        None,
+        "released after each command"
+    );
+}
+
+#[test]
+fn two_commands_started_at_once_never_interleave() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_mutex");
+    let dir = std::env::temp_dir().join(unique_prefix("cli_log"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let script = |id: &str| {
+        format!(
+            "for i in 1 2 3; do echo start {id} >> {0}; sleep 0.2; echo end {id} >> {0}; done",
+            log.display()
+        )
+    };
+    let (a, b) = (script("a"), script("b"));
+    let spawn = |s: &str| {
+        let mut command = redlock(&fleet, &["exec", &name, "--", "sh", "-c", s]);
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(&a), spawn(&b));
+    let (first, second) = (finish(first), finish(second));
+    assert!(
+        first.status.success() && second.status.success(),
+        "{first:?} {second:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 12, "{text}");
+    for pair in lines.chunks(2) {
+        let id = pair[0].strip_prefix("start ").expect("a start");
+        assert_eq!(pair[1], format!("end {id}"), "interleaved:\n{text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_nonblock");
+    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "5"]);
+    let holder = holder
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while fleet.get(0, &name).unwrap().is_none() {
+        assert!(Instant::now() < until, "the holder never locked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run(&mut redlock(
+        &fleet,
+        &["exec", "--nonblock", "-E", "7", &name, "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("redlock: ") && stderr.contains("held"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let mut holder = holder;
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "the holder still runs"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_lost_lock_stops_the_command_and_exits_with_the_lost_code() {
+    let mut fleet = fleet();
+    let name = unique_prefix("cli_lost");
+    let args = [
+        "exec", "--expiry", "1s", "--grace", "1s", &name, "--", "sleep", "60",
+    ];
+    let mut command = redlock(&fleet, &args);
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while fleet.get(2, &name).unwrap().is_none() {
+        assert!(Instant::now() < until, "never locked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fleet.kill(0).unwrap();
+    fleet.kill(1).unwrap();
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lost the lock"), "{stderr}");
+}
+
+#[test]
+fn a_fenced_command_gets_a_larger_token_each_time() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_fenced");
+    let token = || {
+        let args = [
+            "exec",
+            "--fenced",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo $REDLOCK_TOKEN",
+        ];
+        let out = run(&mut redlock(&fleet, &args));
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let (first, second) = (token(), token());
+    assert!(second > first, "{first} then {second}");
+}
+
+#[test]
+fn status_shows_the_holder_on_every_node() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_show");
+    let free = run(&mut redlock(&fleet, &["status", &name]));
+    assert!(free.status.success(), "{free:?}");
+    assert!(String::from_utf8_lossy(&free.stdout).contains("free on every node"));
+    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "5"]);
+    let mut holder = holder
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while fleet.get(2, &name).unwrap().is_none() {
+        assert!(Instant::now() < until, "never locked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let held = run(&mut redlock(&fleet, &["status", &name]));
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(text.contains("on 3 of 3 nodes: the lock is held"), "{text}");
+    let value = fleet.get(0, &name).unwrap().unwrap_or_default();
+    assert!(
+        !text.contains(&value),
+        "the value is a takeover token: {text}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_bad_url_is_one_line_and_a_config_exit() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    command.args([
+        "exec",
+        "--urls",
+        "redis://:secret@[broken",
+        "x",
+        "--",
+        "true",
+    ]);
+    let out = run(&mut command);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
