@@ -73,16 +73,22 @@ fn mutex(args: &ExecArgs) -> redlock_redis_rs::Result<Mutex<RedisPool>> {
 /// Takes the lock: at once (`--nonblock`), until `--wait` runs out, or as long as it
 /// takes; SIGINT or SIGTERM while waiting gives up.
 async fn acquire(mutex: &Mutex<RedisPool>, args: &ExecArgs) -> Result<Guard<RedisPool>, ExitCode> {
+    // The signal that stopped the wait, if one did.
+    let caught = std::sync::Mutex::new(None);
     let interrupted = || async {
-        match (
+        let signals = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-        ) {
+        );
+        let signal = match signals {
             (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+                _ = int.recv() => Signal::SIGINT,
+                _ = term.recv() => Signal::SIGTERM,
             },
             _ => std::future::pending().await,
+        };
+        if let Ok(mut caught) = caught.lock() {
+            *caught = Some(signal);
         }
     };
     let deadline = args.wait.map(|wait| Instant::now() + wait);
@@ -91,17 +97,27 @@ async fn acquire(mutex: &Mutex<RedisPool>, args: &ExecArgs) -> Result<Guard<Redi
             (true, _) => mutex.try_lock().await,
             (false, Some(deadline)) => tokio::select! {
                 locked = mutex.lock_until(deadline) => locked,
-                () = interrupted() => return Err(exit::fail(exit::CONFLICT, "interrupted while waiting")),
+                () = interrupted() => return Err(stopped_by(&caught, args)),
             },
             (false, None) => mutex.lock_or_cancel(interrupted()).await,
         };
         match attempt {
             Ok(guard) => return Ok(guard),
+            Err(e) if e.is_cancelled() => return Err(stopped_by(&caught, args)),
             // Waiting as long as it takes: the tries ran out, try again.
             Err(e) if deadline.is_none() && !args.nonblock && e.is_taken() => continue,
             Err(e) => return Err(refused(&e, args)),
         }
     }
+}
+
+/// The exit for a wait that a signal stopped: 128 + the signal, as a shell reports a
+/// command that a signal stopped.
+fn stopped_by(caught: &std::sync::Mutex<Option<Signal>>, args: &ExecArgs) -> ExitCode {
+    let signal = caught.lock().ok().and_then(|caught| *caught);
+    let signal = signal.unwrap_or(Signal::SIGTERM);
+    let message = format!("{signal} while waiting for {:?}", args.name);
+    exit::fail(128 + signal as u8, &message)
 }
 
 /// The exit for a lock that was not taken.
@@ -114,9 +130,6 @@ fn refused(e: &Error, args: &ExecArgs) -> ExitCode {
     if e.is_deadline() {
         let message = format!("{name:?} is still held after waiting: {e}");
         return exit::fail(args.conflict_exit_code, &message);
-    }
-    if e.is_cancelled() {
-        return exit::fail(args.conflict_exit_code, "interrupted while waiting");
     }
     exit::fail(exit::UNAVAILABLE, &e.to_string())
 }

@@ -22,7 +22,8 @@ pub(crate) const NOT_FOUND: u8 = 127;
 pub(crate) const HELP: &str = "\
 Exit codes:
   the command's own   the command ran under the lock and exited
-  128 + N             the command was killed by signal N
+  128 + N             the command was killed by signal N, or signal N (SIGINT,
+                      SIGTERM) stopped redlock while it waited for the lock
   1                   the lock is held by another holder, or --wait ran out
                       (--conflict-exit-code changes it)
   69                  the lock could not be taken: nodes unreachable, no quorum

@@ -245,3 +245,37 @@ fn a_bad_url_is_one_line_and_a_config_exit() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
+
+#[test]
+fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
+    let fleet = fleet();
+    let name = unique_prefix("cli_wait_signal");
+    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "10"]);
+    let mut holder = holder
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while fleet.get(2, &name).unwrap().is_none() {
+        assert!(Instant::now() < until, "never locked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut waiter = redlock(&fleet, &["exec", &name, "--", "true"]);
+    let waiter = waiter
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Time to start and to be refused once: then it waits, with its signal handlers set.
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = waiter.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let out = finish(waiter);
+    assert_eq!(out.status.code(), Some(128 + 15), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SIGTERM while waiting"), "{stderr}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
