@@ -44,6 +44,15 @@ fn run(command: &mut Command) -> Output {
     finish(child.expect("spawn redlock"))
 }
 
+/// Waits until node `node` holds the key `name`, failing the test after [`PATIENCE`].
+fn await_held(fleet: &Fleet, node: usize, name: &str) {
+    let until = Instant::now() + PATIENCE;
+    while fleet.get(node, name).unwrap().is_none() {
+        assert!(Instant::now() < until, "{name} never locked on node {node}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn fleet() -> Fleet {
     Fleet::start(3).expect("start 3 redis-servers")
 }
@@ -122,11 +131,7 @@ fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + PATIENCE;
-    while fleet.get(0, &name).unwrap().is_none() {
-        assert!(Instant::now() < until, "the holder never locked");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_held(&fleet, 0, &name);
     let out = run(&mut redlock(
         &fleet,
         &["exec", "--nonblock", "-E", "7", &name, "--", "true"],
@@ -160,11 +165,7 @@ fn a_lost_lock_stops_the_command_and_exits_with_the_lost_code() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let until = Instant::now() + PATIENCE;
-    while fleet.get(2, &name).unwrap().is_none() {
-        assert!(Instant::now() < until, "never locked");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_held(&fleet, 2, &name);
     fleet.kill(0).unwrap();
     fleet.kill(1).unwrap();
     let out = finish(child);
@@ -211,11 +212,7 @@ fn status_shows_the_holder_on_every_node() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + PATIENCE;
-    while fleet.get(2, &name).unwrap().is_none() {
-        assert!(Instant::now() < until, "never locked");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_held(&fleet, 2, &name);
     let held = run(&mut redlock(&fleet, &["status", &name]));
     let text = String::from_utf8_lossy(&held.stdout);
     assert!(text.contains("on 3 of 3 nodes: the lock is held"), "{text}");
@@ -256,11 +253,7 @@ fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + PATIENCE;
-    while fleet.get(2, &name).unwrap().is_none() {
-        assert!(Instant::now() < until, "never locked");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_held(&fleet, 2, &name);
     let mut waiter = redlock(&fleet, &["exec", &name, "--", "true"]);
     let waiter = waiter
         .stdout(Stdio::null())
