@@ -41,6 +41,10 @@ impl<C: Conn + ?Sized> Conn for Box<C> {
     fn epoch(&self) -> Option<u64> {
         (**self).epoch()
     }
+
+    fn set_deadline(&mut self, deadline: std::time::Instant) {
+        (**self).set_deadline(deadline);
+    }
 }
 
 #[async_trait]

@@ -51,7 +51,9 @@ use crate::subscriber::BoxSubscriber;
 ///    is unreachable fails (a failed vote) instead of being held until a connection is
 ///    back, and a call in flight when the connection drops, or when [`Pool::reconnect`]
 ///    replaces it, fails or finishes on the old connection instead of being sent again on
-///    the new one: a late `SET` could land after the core gave up on it.
+///    the new one: a late `SET` could land after the core gave up on it. A client that
+///    holds calls back while it reconnects must at least never send one after its
+///    deadline ([`Conn::set_deadline`]).
 /// 4. **Building a pool never fails because its node is down.** A node that is down when
 ///    the lock manager is built counts as a failed vote until it is reachable, and is used
 ///    again once it is back; connect lazily or in the background.
@@ -225,6 +227,17 @@ pub trait Conn: Send {
     fn epoch(&self) -> Option<u64> {
         None
     }
+
+    /// The instant after which the core no longer waits for calls on this connection: the
+    /// node call's per-node deadline, set once before the call's commands (the age check,
+    /// the script, its `EVAL` fallback) are sent. The default ignores it.
+    ///
+    /// Optional, for rule 3 of [`Pool`]: a driver whose client may hold a call back
+    /// while it reconnects (fred queues a command sent just after a connection dropped,
+    /// before its state says so, behind the reconnect) must make sure that a call still
+    /// held at this instant is never sent, since a late `SET` could land after the core
+    /// gave up on it. A driver that sends each call at once or fails it needs nothing.
+    fn set_deadline(&mut self, _deadline: std::time::Instant) {}
 }
 
 /// The replies to a script and the command pipelined after it ([`Conn::eval_then`]), each

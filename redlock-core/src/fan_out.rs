@@ -141,7 +141,7 @@ pub(crate) async fn fan_out<P: Pool>(
     }
     let nodes = call.nodes().clone();
     let mut calls: Calls<_> = (0..nodes.len())
-        .map(|node| (node, Box::pin(vote(call.clone(), node))))
+        .map(|node| (node, Box::pin(vote(call.clone(), node, deadline))))
         .collect();
     if plan.shuffle {
         calls.shuffle(&mut rand::rng());

@@ -2,6 +2,7 @@
 //! key, tried once.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use fred::clients::{Client, Pipeline};
@@ -23,6 +24,8 @@ type FredResult<T> = Result<T, FredError>;
 pub struct FredConn {
     pub(crate) client: Client,
     pub(crate) reconnects: Arc<Reconnects>,
+    /// When the core stops waiting for this connection's calls ([`Conn::set_deadline`]).
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// How many times fred connected the client anew, read from its reconnect events.
@@ -48,16 +51,29 @@ impl Reconnects {
     }
 }
 
-/// Tried once, never queued while disconnected.
-fn once() -> CallOptions {
-    CallOptions {
-        fail_fast: true,
-        max_attempts: Some(1),
-        ..CallOptions::default()
-    }
-}
-
 impl FredConn {
+    /// Tried once, never queued while disconnected, and never written after the core's
+    /// deadline. fred checks `fail_fast` against its client state, which still says
+    /// "connected" for a moment after the connection dropped: a command sent then waits
+    /// behind the reconnect. fred's own timeout marks such a command timed out, and fred
+    /// does not write a command so marked, so it cannot land once the node is back.
+    fn once(&self) -> Result<CallOptions, ConnError> {
+        let timeout = match self.deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                // fred reads a zero timeout as none at all.
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(ConnError::new(ConnErrorKind::Timeout, "deadline passed")),
+            },
+        };
+        Ok(CallOptions {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout,
+            ..CallOptions::default()
+        })
+    }
+
     /// A script's arguments as fred values: the script, the key count, keys, args.
     fn script_values(script: &str, keys: &[&str], args: &[&str]) -> Vec<Value> {
         let mut values = Vec::with_capacity(2 + keys.len() + args.len());
@@ -85,7 +101,7 @@ impl FredConn {
         args: &[&str],
     ) -> Result<Reply, ConnError> {
         let values = Self::script_values(script, keys, args);
-        let options = once();
+        let options = self.once()?;
         let command = Self::script_command(command, keys);
         let value: Value = self
             .client
@@ -121,7 +137,7 @@ impl Conn for FredConn {
             let message = "a cluster client cannot pipeline a command after a script";
             return Err(ConnError::new(ConnErrorKind::Unsupported, message));
         };
-        let pipeline = Pipeline::from(self.client.with_options(&once()));
+        let pipeline = Pipeline::from(self.client.with_options(&self.once()?));
         let values = Self::script_values(script.text(), keys, args);
         let command = Self::script_command(script.command(), keys);
         let queued: FredResult<Value> = pipeline.custom(command, values).await;
@@ -156,7 +172,7 @@ impl Conn for FredConn {
         };
         let command = CustomCommand::new(name.to_string(), ClusterHash::Random, false);
         let values: Vec<Value> = rest.iter().map(|s| Value::from(*s)).collect();
-        let client = self.client.with_options(&once());
+        let client = self.client.with_options(&self.once()?);
         let value: Value = client.custom(command, values).await.map_err(map_error)?;
         to_reply(value)
     }
@@ -166,5 +182,10 @@ impl Conn for FredConn {
     /// connection before it puts the connection in service.
     fn epoch(&self) -> Option<u64> {
         Some(self.reconnects.count())
+    }
+
+    /// Given to fred as each command's timeout (see `once`).
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
     }
 }

@@ -26,7 +26,10 @@
 //! sent with fred's per-command `fail_fast` and a single write attempt: made while the
 //! node is down, it fails at once (a failed vote) instead of being buffered; in flight
 //! when the connection drops or is replaced, it fails instead of being replayed on the
-//! next connection. A late vote is worthless, and the lock retries by itself. Calls go
+//! next connection. A late vote is worthless, and the lock retries by itself. fred still
+//! reports "connected" for a moment after a connection dropped, and a call sent then waits
+//! behind the reconnect; so each call also carries the core's deadline as fred's command
+//! timeout, and fred never writes a command whose timeout passed. Calls go
 //! through fred's `custom` command, because fred ignores per-call options on `evalsha`;
 //! the lock bounds each call with its per-node timeout. Only while a connection attempt
 //! is under way, or before the first one has ended, does a call wait for its outcome, so
@@ -244,7 +247,11 @@ impl FredPool {
     fn conn(&self) -> FredConn {
         let client = self.client.clone();
         let reconnects = self.shared.reconnects.clone();
-        FredConn { client, reconnects }
+        FredConn {
+            client,
+            reconnects,
+            deadline: None,
+        }
     }
 
     /// Waits for a connection attempt in progress; fails at once while fred backs off.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::conn::{ConnError, ConnErrorKind, Pool, Reply};
+use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply};
 use crate::fence::Token;
 use crate::nodes::Nodes;
 use crate::scripts::{
@@ -148,7 +148,7 @@ impl<P: Pool> Call<P> {
     /// script when the connection may be new, and again after a grant if the connection
     /// may have changed while the script ran: the grant then came from a server the
     /// first reading did not see.
-    async fn run(&self, node: usize) -> Result<Reply, ConnError> {
+    async fn run(&self, node: usize, deadline: Instant) -> Result<Reply, ConnError> {
         let Some(pool) = self.nodes.pool(node) else {
             return Err(ConnError::new(ConnErrorKind::Other, "no such node"));
         };
@@ -156,6 +156,7 @@ impl<P: Pool> Call<P> {
             Some(conn) => conn,
             None => pool.get().await?,
         };
+        conn.set_deadline(deadline.into_std());
         if self.quarantine.is_none() {
             return self.send_op(node, &mut conn).await;
         }
@@ -210,13 +211,13 @@ impl<P: Pool> Call<P> {
     }
 }
 
-/// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time.
-/// A release that reached waiters has the nodes hold this lock manager back from the
+/// Runs `call` on node `node` and reads the reply as a vote; the caller bounds it in time,
+/// by `deadline`. A release that reached waiters has the nodes hold this lock manager back from the
 /// lock for about twice the call's round trip, so that a waiter's attempt gets there
 /// first.
-pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize) -> Vote {
+pub(crate) async fn vote<P: Pool>(call: Arc<Call<P>>, node: usize, deadline: Instant) -> Vote {
     let start = Instant::now();
-    let reply = call.run(node).await;
+    let reply = call.run(node, deadline).await;
     // Only a fenced acquire's replies carry a fence.
     let (mut vote, fence) = match call.op {
         Op::Fence { .. } => read_fenced(reply, call.tag),
@@ -243,7 +244,8 @@ pub(crate) async fn vote_within<P: Pool>(
     timeout: Duration,
 ) -> Vote {
     let nodes = call.nodes.clone();
-    let voted = tokio::time::timeout(timeout, vote(call, node)).await;
+    let deadline = Instant::now() + timeout;
+    let voted = tokio::time::timeout_at(deadline, vote(call, node, deadline)).await;
     let vote = voted.unwrap_or_else(|_| timed_out(timeout));
     nodes.observe(node, &vote);
     vote
