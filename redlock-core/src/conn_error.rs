@@ -83,6 +83,26 @@ impl ConnErrorKind {
 }
 
 impl ConnErrorKind {
+    /// The kind in one word, as the `tracing` and `metrics` features record it:
+    /// `no_script`, `connection`, `timeout`, `pool_exhausted`, `auth`, `permission`,
+    /// `command`, `server`, `read_only`, `protocol`, `unsupported` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoScript => "no_script",
+            Self::Connection => "connection",
+            Self::Timeout => "timeout",
+            Self::PoolExhausted => "pool_exhausted",
+            Self::Auth => "auth",
+            Self::Permission => "permission",
+            Self::Command => "command",
+            Self::Server => "server",
+            Self::ReadOnly => "read_only",
+            Self::Protocol => "protocol",
+            Self::Unsupported => "unsupported",
+            Self::Other => "other",
+        }
+    }
+
     /// A short, lowercase description of the kind, for a driver's [`ConnError`] that has
     /// nothing more specific to say than its source does.
     pub fn description(self) -> &'static str {

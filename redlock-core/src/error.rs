@@ -212,6 +212,24 @@ impl std::error::Error for Error {
 }
 
 impl Error {
+    /// The error in one word, as the `tracing` and `metrics` features record it: `taken`
+    /// (whenever [`Error::is_taken`] holds, so also for a [`Error::NoQuorum`] that another
+    /// owner made impossible), `no_quorum`, `validity_exhausted`, `expired`, `config`,
+    /// `deadline`, `cancelled`, `lost` or `validity_low`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            e if e.is_taken() => "taken",
+            Error::Taken { .. } | Error::NoQuorum { .. } => "no_quorum",
+            Error::ValidityExhausted { .. } => "validity_exhausted",
+            Error::Expired { .. } => "expired",
+            Error::Config(_) => "config",
+            Error::DeadlineExceeded { .. } => "deadline",
+            Error::Cancelled { .. } => "cancelled",
+            Error::Lost { .. } => "lost",
+            Error::ValidityLow { .. } => "validity_low",
+        }
+    }
+
     /// Whether another owner holds the lock: on a quorum of nodes, or on so many that no
     /// quorum was possible even had every failed node agreed. A lock that failed because
     /// nodes were down is not taken.

@@ -18,6 +18,7 @@ use crate::call::{Call, timed_out, vote, vote_within};
 use crate::conn::{ConnError, ConnErrorKind, Pool};
 use crate::error::Result;
 use crate::nodes::Nodes;
+use crate::observe::{self, Started};
 use crate::runtime;
 use crate::tally::{NodeSet, Tally, Vote};
 
@@ -61,6 +62,9 @@ pub(crate) struct Pending<P, F> {
     deadline: Instant,
     /// The per-node timeout they started with.
     timeout: Duration,
+    /// What the calls do, and when they started, for what is recorded (`observe`).
+    action: &'static str,
+    started: Started,
 }
 
 /// Polls every call still pending on each wake and tallies each answer, until all have
@@ -90,7 +94,9 @@ fn gather<'a, P: Pool, F: Future<Output = Vote>>(
                 continue;
             };
             drop(pending.calls.swap_remove(i));
-            pending.nodes.observe(node, &vote);
+            pending
+                .nodes
+                .observe(node, &vote, pending.action, pending.started);
             tally.add(node, vote);
             if plan.fail_fast && tally.decided() {
                 return Poll::Ready(());
@@ -105,7 +111,9 @@ fn gather<'a, P: Pool, F: Future<Output = Vote>>(
         if Instant::now() >= pending.deadline {
             for (node, _) in pending.calls.drain(..) {
                 let vote = timed_out(pending.timeout);
-                pending.nodes.observe(node, &vote);
+                pending
+                    .nodes
+                    .observe(node, &vote, pending.action, pending.started);
                 tally.add(node, vote);
             }
         } else {
@@ -134,6 +142,7 @@ pub(crate) async fn fan_out<P: Pool>(
     tally: &mut Tally,
 ) -> Result<Pending<P, impl Future<Output = Vote> + Send + 'static>> {
     let timer = runtime::sleep(plan.timeout)?;
+    let started = Started::now();
     let deadline = timer.deadline();
     let mut timer = std::pin::pin!(timer);
     if let Some(caller) = plan.deadline.filter(|&d| d < deadline) {
@@ -151,6 +160,8 @@ pub(crate) async fn fan_out<P: Pool>(
         calls,
         deadline,
         timeout: plan.timeout,
+        action: call.action(),
+        started,
     };
     gather(&mut pending, tally, plan, timer).await;
     Ok(pending)
@@ -186,17 +197,19 @@ impl<P: Pool, F: Future<Output = Vote> + Send + 'static> Pending<P, F> {
             return None;
         }
         let (deadline, timeout) = (self.deadline, self.timeout);
+        let (action, started) = (self.action, self.started);
         let each = self.calls.into_iter().map(|(node, call)| {
             let (release, nodes) = (release.clone(), self.nodes.clone());
             async move {
                 let vote = timeout_at(deadline, call).await;
                 let vote = vote.unwrap_or_else(|_| timed_out(timeout));
-                nodes.observe(node, &vote);
+                nodes.observe(node, &vote, action, started);
                 let Some(r) = release else {
                     return;
                 };
                 if !r.only_yes || matches!(vote, Vote::Yes | Vote::YesHeard | Vote::Young(_)) {
-                    vote_within(r.call, node, r.plan.timeout).await;
+                    let released = vote_within(r.call.clone(), node, r.plan.timeout).await;
+                    report_release(&r.call, node, &released);
                 }
             }
         });
@@ -207,11 +220,32 @@ impl<P: Pool, F: Future<Output = Vote> + Send + 'static> Pending<P, F> {
 }
 
 /// Releases the key on `targets`, waiting for every answer (each bounded by the timeout).
-pub(crate) async fn release_on<P: Pool>(targets: NodeSet, plan: Plan, call: Arc<Call<P>>) {
-    let calls = targets
-        .iter()
-        .map(|node| vote_within(call.clone(), node, plan.timeout));
+/// Nobody reads the answers; with `report`, a node that failed (and keeps the key until it
+/// expires) is recorded (`observe`).
+pub(crate) async fn release_on<P: Pool>(
+    targets: NodeSet,
+    plan: Plan,
+    call: Arc<Call<P>>,
+    report: bool,
+) {
+    let calls = targets.iter().map(|node| {
+        let call = call.clone();
+        async move {
+            let released = vote_within(call.clone(), node, plan.timeout).await;
+            if report {
+                report_release(&call, node, &released);
+            }
+        }
+    });
     futures::future::join_all(calls).await;
+}
+
+/// Records a release nobody waits for that failed on `node`.
+fn report_release<P: Pool>(call: &Call<P>, node: usize, vote: &Vote) {
+    if matches!(vote, Vote::Failed(_)) {
+        let address = call.nodes().addresses().get(node).and_then(Option::as_ref);
+        observe::background_release_failed(call.key(), node, address, vote);
+    }
 }
 
 /// Releases the key on `targets` in the background, once `in_flight` (an acquire's calls
@@ -232,7 +266,7 @@ pub(crate) fn release_in_background<P: Pool>(
     drop(spawn(async move {
         let mut in_flight = in_flight;
         finish(&mut in_flight).await;
-        release_on(targets, plan, call).await;
+        release_on(targets, plan, call, true).await;
     }));
 }
 

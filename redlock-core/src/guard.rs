@@ -9,6 +9,7 @@ use crate::conn::Pool;
 use crate::error::Result;
 use crate::fan_out::InFlight;
 use crate::fence::Token;
+use crate::observe;
 use crate::round::{Held, Target};
 use crate::settings::{Settings, Ttl};
 
@@ -162,6 +163,13 @@ impl<P: Pool> Guard<P> {
     }
 
     async fn extend_by(&mut self, ttl: &Ttl, drift: Duration) -> Result<()> {
+        let span = observe::call_span("extend", self.target.name());
+        let extended = observe::instrument(&span, self.extend_in(ttl, drift)).await;
+        observe::call_end(&span, "extend", &extended, Some(self.valid_until), None);
+        extended
+    }
+
+    async fn extend_in(&mut self, ttl: &Ttl, drift: Duration) -> Result<()> {
         let start = Instant::now();
         let cap = (start + ttl.duration()).checked_sub(drift);
         self.valid_until = cap.map_or(start, |cap| self.valid_until.min(cap));
@@ -194,8 +202,11 @@ impl<P: Pool> Guard<P> {
     ///
     /// Dropping the future part-way drops the guard, which releases in the background.
     pub async fn unlock(mut self) -> Result<()> {
-        let unlocked = self.target.unlock(&self.value, &mut self.in_flight).await;
+        let span = observe::call_span("unlock", self.target.name());
+        let unlock = self.target.unlock(&self.value, &mut self.in_flight);
+        let unlocked = observe::instrument(&span, unlock).await;
         self.held = false;
+        observe::call_end(&span, "unlock", &unlocked, None, None);
         unlocked
     }
 }

@@ -48,6 +48,63 @@
 //! lost, no later than the lease's end; [`Mutex::run`] runs a future under a lease and
 //! drops it on loss. A lease is as safe as the lock under it, and a paused process still
 //! cannot be told in time: check [`LeaseSignal::check`] before each side effect.
+//!
+//! # Observability
+//!
+//! Two features, off by default, report what the locks do; with both off nothing is
+//! recorded and nothing is paid (not even a clock read). Lock values and credentials are
+//! never recorded: a lock appears by its name, a node by the address its pool reports
+//! (which drivers keep free of credentials) or, without one, as `node<index>`. The one-word
+//! outcomes are [`Error::kind`] (`taken`, `no_quorum`, `deadline`, ...) or `ok`; node
+//! error kinds are [`ConnErrorKind::as_str`].
+//!
+//! **`tracing`**: spans at `INFO` level, with their fields recorded when the call ends.
+//!
+//! | span | fields |
+//! |---|---|
+//! | `redlock.acquire` | `lock`, `call` (`lock`, `try_lock` or `lock_until`; `lock_or_cancel` is `lock`), `attempts`, `outcome`, `wait_ms` (from the call to its end), and on success `quorum_margin` (nodes that agreed beyond the quorum) and `validity_left_ms` |
+//! | `redlock.extend` | `lock`, `outcome`, `validity_left_ms` on success |
+//! | `redlock.renew` (a lease's renewal; holds a `redlock.extend`) | `lock`, `attempt` (1 for the first try of a renewal), `outcome`, `validity_left_ms` |
+//! | `redlock.unlock` | `lock`, `outcome` |
+//!
+//! An acquire future dropped before it ends closes its span without an outcome. Events,
+//! inside the span of the call they belong to where there is one:
+//!
+//! | level | message starts | fields |
+//! |---|---|---|
+//! | `DEBUG` | `redlock: node answered` | `node` (index), `address`, `action` (`acquire`, `extend` or `release`), `outcome` (`yes`, `absent`, `taken`, `stale`), `latency_us` |
+//! | `DEBUG` | `redlock: node failed` | as above with `outcome` `failed`, `error_kind`, `error` |
+//! | `INFO` | `redlock: node restarted too recently to vote` | as above with `outcome` `quarantined`, `quarantine_left_ms` ([`Options::quarantine`]) |
+//! | `DEBUG` | `redlock: attempt refused` | `attempt`, `reason`, `error` |
+//! | `WARN` | `redlock: replacing the node's connection` | `node`, `address`, `error` (the last failure; see [`Pool::reconnect`]) |
+//! | `WARN` | `redlock: background release failed` | `lock`, `node`, `address`, `error_kind`, `error`: a dropped guard's or cancelled acquire's release did not reach the node, whose key stays until it expires |
+//! | `WARN` | `redlock: lease lost` | `lock`, `reason` ([`LostReason::kind`]), `error` when a renewal error caused it |
+//! | `DEBUG` | `redlock: lease ended` | `lock`, `reason` `released`: the holder ended it |
+//! | `TRACE` | `redlock: release announcement heard` | |
+//!
+//! **`metrics`**, through the [`metrics`](https://docs.rs/metrics) facade: install any
+//! recorder (a Prometheus exporter, say). Lock names are not labels, since a program may
+//! lock unboundedly many names; node labels are bounded by the node count. Durations are
+//! in seconds.
+//!
+//! | metric | kind | labels | what |
+//! |---|---|---|---|
+//! | `redlock_acquires_total` | counter | `call`, `outcome` | acquire calls by how they ended: `ok` is an acquisition, the rest are refusals (`taken`, `no_quorum`, `deadline`, `validity_exhausted`, `config`, ...) |
+//! | `redlock_acquire_wait_seconds` | histogram | `call`, `outcome` | from an acquire call to its end, retries and waits included |
+//! | `redlock_acquire_seconds` | histogram | `call` | the winning attempt's round, the latency of an acquisition |
+//! | `redlock_acquire_attempts` | histogram | `call`, `outcome` | attempts per acquire call |
+//! | `redlock_extends_total` | counter | `outcome` | [`Guard::extend`] and [`Guard::extend_to`] calls, renewals included |
+//! | `redlock_renewals_total` | counter | `outcome` | a lease's renewals |
+//! | `redlock_unlocks_total` | counter | `outcome` | [`Guard::unlock`] calls (a lease's too) |
+//! | `redlock_leases_lost_total` | counter | `reason` | leases lost, by [`LostReason::kind`] (not `released`) |
+//! | `redlock_node_call_seconds` | histogram | `node`, `action` | each node's answered calls |
+//! | `redlock_node_errors_total` | counter | `node`, `action`, `kind` | each node's failed calls; `kind` `timeout` for the per-node timeout |
+//! | `redlock_node_reconnects_total` | counter | `node` | connections the core asked a node's pool to replace |
+//! | `redlock_node_quarantined_total` | counter | `node` | grants not counted because the node restarted too recently |
+//! | `redlock_background_release_failures_total` | counter | `node`, `kind` | background releases that did not reach the node |
+//! | `redlock_notifications_total` | counter | | release announcements heard by waiters' listeners |
+//!
+//! What they cost when on is measured in the README (*Observability*).
 
 // The modules, from the public API down to the seam; imports run one way only.
 //
@@ -71,7 +128,7 @@
 // - Support: `options` (the builder), `settings` (options checked for a node count),
 //   `error` (with why a lease was lost), `node_error` (one node's failure and how failures
 //   read), `runtime` (what the lock needs of tokio), `memory` (the in-memory node for tests
-//   and doctests).
+//   and doctests), `observe` (what the `tracing` and `metrics` features record).
 mod boxed;
 mod call;
 mod conn;
@@ -87,6 +144,7 @@ pub mod memory;
 mod mutex;
 mod node_error;
 mod nodes;
+mod observe;
 mod options;
 mod quarantine;
 mod redlock;

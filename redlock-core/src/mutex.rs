@@ -99,7 +99,7 @@ impl<P: Pool> Mutex<P> {
     /// [`Options::value_generator`]), on nodes that had not confirmed it.
     pub async fn lock(&self) -> Result<Guard<P>> {
         let tries = self.options().get_tries();
-        let held = wait::acquire(&self.target, &self.hub, tries, None).await?;
+        let held = wait::acquire(&self.target, &self.hub, tries, None, "lock").await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 
@@ -113,7 +113,7 @@ impl<P: Pool> Mutex<P> {
     ///
     /// As [`Mutex::lock`].
     pub async fn try_lock(&self) -> Result<Guard<P>> {
-        let held = wait::acquire(&self.target, &self.hub, 1, None).await?;
+        let held = wait::acquire(&self.target, &self.hub, 1, None, "try_lock").await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 
@@ -135,7 +135,8 @@ impl<P: Pool> Mutex<P> {
     /// As [`Mutex::lock`].
     pub async fn lock_until(&self, deadline: Instant) -> Result<Guard<P>> {
         let tries = self.options().get_tries();
-        let held = wait::acquire(&self.target, &self.hub, tries, Some(deadline)).await?;
+        let acquired = wait::acquire(&self.target, &self.hub, tries, Some(deadline), "lock_until");
+        let held = acquired.await?;
         Ok(Guard::new(self.target.clone(), held))
     }
 

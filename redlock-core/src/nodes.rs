@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::conn::{ConnErrorKind, Pool};
 use crate::health::{Health, Outcome};
+use crate::observe::{self, Started};
 use crate::quarantine::Ages;
 use crate::tally::Vote;
 
@@ -83,10 +84,12 @@ impl<P: Pool> Nodes<P> {
 
     /// Notes how a call to `node` ended, and replaces the node's connection when only a
     /// new one can help (see `health`).
-    pub(crate) fn observe(&self, node: usize, vote: &Vote) {
+    pub(crate) fn observe(&self, node: usize, vote: &Vote, action: &'static str, started: Started) {
         let (Some(health), Some(pool)) = (self.health.get(node), self.pools.get(node)) else {
             return;
         };
+        let address = self.addresses.get(node).and_then(Option::as_ref);
+        observe::node_vote(node, address, action, vote, started);
         let outcome = outcome(vote);
         if outcome != Outcome::Answered {
             // The connection may be replaced before the next call: read the node's age
@@ -95,7 +98,9 @@ impl<P: Pool> Nodes<P> {
         }
         if health.record(outcome) {
             // A pool that cannot reconnect keeps its connection; nothing else to do.
-            pool.reconnect();
+            if pool.reconnect() {
+                observe::node_replaced(node, address, vote);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::listen::{Hub, Interest};
+use crate::observe;
 use crate::round::{Held, Refusal, Target};
 use crate::scripts::release_channel;
 
@@ -42,11 +43,39 @@ const STALE_RETRIES: u32 = 3;
 /// those would make it give up after `tries` releases instead of `tries` delays. One
 /// attempt (`tries` 1, `try_lock`) is made at once, with no wait of any kind; a fenced
 /// attempt whose token was stale is made again at once as part of the same try.
+///
+/// `call` names the API call for what is recorded of it (`lock`, `try_lock`,
+/// `lock_until`: see `observe`).
 pub(crate) async fn acquire<P: Pool>(
     target: &Target<P>,
     hub: &Hub,
     tries: u32,
     deadline: Option<Instant>,
+    call: &'static str,
+) -> Result<Held> {
+    let started = observe::Started::now();
+    let span = observe::acquire_span(target.name(), call);
+    let mut attempts = 0;
+    let acquired = acquire_in(target, hub, tries, deadline, &mut attempts);
+    let result = observe::instrument(&span, acquired).await;
+    observe::acquire_end(
+        &span,
+        call,
+        started,
+        &result,
+        attempts,
+        target.settings().quorum,
+    );
+    result
+}
+
+/// [`acquire`], counting its attempts in `attempts`.
+async fn acquire_in<P: Pool>(
+    target: &Target<P>,
+    hub: &Hub,
+    tries: u32,
+    deadline: Option<Instant>,
+    attempts: &mut u32,
 ) -> Result<Held> {
     if tries == 0 {
         return Err(Error::config("tries must be at least 1"));
@@ -68,6 +97,7 @@ pub(crate) async fn acquire<P: Pool>(
         if let Some(interest) = wait.interest.as_mut() {
             interest.mark_seen();
         }
+        *attempts += 1;
         let refusal = match target.attempt(deadline).await {
             Ok(held) => {
                 // Wakes that came during the attempt were for the release it won on:
@@ -79,6 +109,7 @@ pub(crate) async fn acquire<P: Pool>(
             }
             Err(refusal) => refusal,
         };
+        observe::attempt_refused(*attempts, &refusal.error);
         if passed(deadline) {
             return Err(target.deadline_exceeded(Some(refusal.error)));
         }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::conn::{Conn, ConnError, ConnErrorKind, Pool, Reply};
 use crate::fence::Token;
 use crate::nodes::Nodes;
+use crate::observe::Started;
 use crate::scripts::{
     FENCE, FenceArgs, LOCK, LockArgs, LockMode, RELEASE_CHANNEL_PREFIX, UNLOCK, UnlockArgs,
 };
@@ -144,6 +145,24 @@ impl<P: Pool> Call<P> {
         &self.nodes
     }
 
+    /// The key: the lock's name.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What the call does, in one word: `acquire`, `extend` or `release`.
+    pub(crate) fn action(&self) -> &'static str {
+        match &self.op {
+            Op::Lock {
+                mode: LockMode::CreateOnly,
+                ..
+            }
+            | Op::Fence { .. } => "acquire",
+            Op::Lock { .. } => "extend",
+            Op::Unlock { .. } => "release",
+        }
+    }
+
     /// Runs the call on node `node`. Under quarantine, the node's age is read before the
     /// script when the connection may be new, and again after a grant if the connection
     /// may have changed while the script ran: the grant then came from a server the
@@ -244,10 +263,11 @@ pub(crate) async fn vote_within<P: Pool>(
     timeout: Duration,
 ) -> Vote {
     let nodes = call.nodes.clone();
-    let deadline = Instant::now() + timeout;
+    let (start, action) = (Instant::now(), call.action());
+    let deadline = start + timeout;
     let voted = tokio::time::timeout_at(deadline, vote(call, node, deadline)).await;
     let vote = voted.unwrap_or_else(|_| timed_out(timeout));
-    nodes.observe(node, &vote);
+    nodes.observe(node, &vote, action, Started::at(start));
     vote
 }
 

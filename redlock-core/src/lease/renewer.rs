@@ -12,6 +12,7 @@ use crate::error::LostReason;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::lease::signal::{LeaseState, Shared};
+use crate::observe;
 
 /// A renewal starts up to this share of the lead earlier than due, at random.
 const JITTER_SHARE: u32 = 8;
@@ -149,8 +150,10 @@ impl<P: Pool> Renewer<P> {
             self.record_the_end();
             return Err(self.lost_error());
         };
+        let span = observe::call_span("renew", self.guard.name());
+        let attempt = self.failures.saturating_add(1);
         let result = {
-            let extend = self.guard.extend();
+            let extend = observe::instrument(&span, self.guard.extend());
             tokio::pin!(extend);
             tokio::select! {
                 biased;
@@ -161,6 +164,8 @@ impl<P: Pool> Renewer<P> {
                 }
             }
         };
+        let until = Some(self.guard.valid_until());
+        observe::call_end(&span, "renew", &result, until, Some(attempt));
         match result {
             Ok(()) if self.shared.renewed(self.guard.valid_until()) => {
                 self.failures = 0;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::fence::Token;
+use crate::observe;
 
 use crate::error::LostReason;
 use crate::error::{Error, Result};
@@ -129,6 +130,9 @@ impl Shared {
             };
             true
         });
+        if changed && let Stored::Lost { reason, .. } = &*self.state.borrow() {
+            observe::lease_ended(&self.lock, reason);
+        }
         #[cfg(feature = "tokio-util")]
         if changed {
             self.token.cancel();

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{Command, Shared};
 use crate::conn::{ConnError, ConnErrorKind, Pool};
 use crate::nodes::Nodes;
+use crate::observe;
 use crate::subscriber::{BoxSubscriber, Notice};
 
 /// How long a listener waits before it opens a subscriber again after one failed or could
@@ -80,6 +81,7 @@ impl<P: Pool> Listener<P> {
                     self.unsubscribe(channel).await;
                 }
                 Event::Heard(Ok(Notice::Message { channel, payload })) => {
+                    observe::notification();
                     self.with_shared(|s| s.wake(&channel, &payload));
                 }
                 Event::Heard(Ok(Notice::Missed)) => {

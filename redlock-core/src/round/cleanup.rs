@@ -62,7 +62,7 @@ impl<'a, P: Pool> Round<'a, P> {
         }
         // Cancelled, or cut by the deadline, while this runs, the round is dropped still
         // armed and releases in the background.
-        let releasing = release_on(ours, release.plan.everyone(), release.call);
+        let releasing = release_on(ours, release.plan.everyone(), release.call, false);
         if until(deadline, releasing).await.is_none() {
             return;
         }

@@ -87,6 +87,12 @@ pub(crate) struct Held {
     pub(crate) in_flight: InFlight,
     /// The fencing token, for a fenced lock.
     pub(crate) token: Option<Token>,
+    /// How many nodes agreed (for what is recorded: see `observe`).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) agreed: usize,
+    /// How long the winning round took (for what is recorded).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) took: Duration,
 }
 
 impl<P: Pool> Target<P> {
@@ -155,6 +161,8 @@ impl<P: Pool> Target<P> {
                 valid_until: start + elapsed + left,
                 in_flight: pending.finish_in_background(None),
                 token,
+                agreed: round.tally.yes_nodes().len(),
+                took: elapsed,
             });
         }
         let frees_in = round.tally.frees_in();
@@ -196,6 +204,8 @@ impl<P: Pool> Target<P> {
             valid_until,
             in_flight: None,
             token: None,
+            agreed: 0,
+            took: Duration::ZERO,
         })
     }
 
