@@ -23,6 +23,7 @@ mod floor;
 mod leases;
 mod locks;
 mod measured;
+mod observe;
 mod open;
 mod profile;
 mod report;
@@ -76,6 +77,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(plan) = &args.open_child {
         return open::run_child(plan);
+    }
+    if args.observe {
+        observe::install()?;
     }
     let started = Instant::now();
     let plan = &args.plan;

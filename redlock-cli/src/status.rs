@@ -4,11 +4,21 @@
 //! value itself: the value is what another process needs to take the lock over.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use redlock_redis_rs::{Conn, ConnError, Pool, RedisPool, Reply};
+use redlock_redis_rs::{Conn, ConnError, ConnErrorKind, Pool, RedisPool, Reply};
 
 use crate::args::StatusArgs;
 use crate::exit;
+
+/// How long one node has to answer before it is shown as unreachable.
+const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The error of a node that did not answer in time.
+fn silent() -> ConnError {
+    let message = format!("no answer within {NODE_TIMEOUT:?}");
+    ConnError::new(ConnErrorKind::Timeout, message)
+}
 
 /// What one node holds under the lock's name.
 enum Holding {
@@ -17,17 +27,36 @@ enum Holding {
     Unreachable(ConnError),
 }
 
-/// Runs `redlock status`: exits 0 when any node answered, 69 when none did.
+/// Runs `redlock status`: asks every node at once, each within [`NODE_TIMEOUT`]; exits 0
+/// when any node answered, 69 when none did.
 pub(crate) async fn run(args: StatusArgs) -> ExitCode {
     let pools = match RedisPool::from_urls(&args.nodes.urls) {
         Ok(pools) => pools,
         Err(e) => return exit::fail(exit::CONFIG, &e.to_string()),
     };
+    // Every node at once, each within its own bound, shown in the order given.
+    let mut asked = tokio::task::JoinSet::new();
+    for (i, pool) in pools.iter().enumerate() {
+        let (pool, name) = (pool.clone(), args.name.clone());
+        asked.spawn(async move {
+            let answer = tokio::time::timeout(NODE_TIMEOUT, holding(&pool, &name)).await;
+            (i, answer.unwrap_or_else(|_| Holding::Unreachable(silent())))
+        });
+    }
+    let mut answers: Vec<Option<Holding>> = pools.iter().map(|_| None).collect();
+    while let Some(joined) = asked.join_next().await {
+        if let Ok((i, holding)) = joined
+            && let Some(slot) = answers.get_mut(i)
+        {
+            *slot = Some(holding);
+        }
+    }
     let mut holders: Vec<String> = Vec::new();
     let mut unreachable = 0;
-    for (i, pool) in pools.iter().enumerate() {
+    for (i, (pool, answer)) in pools.iter().zip(answers).enumerate() {
         let address = pool.address().unwrap_or_else(|| format!("node {i}"));
-        match holding(pool, &args.name).await {
+        let answer = answer.unwrap_or_else(|| Holding::Unreachable(silent()));
+        match answer {
             Holding::Free => println!("{address}: free"),
             Holding::Held { holder, ttl_ms } => {
                 let left = if ttl_ms >= 0 {
