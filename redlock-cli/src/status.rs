@@ -55,7 +55,10 @@ pub(crate) async fn run(args: StatusArgs) -> ExitCode {
     let mut unreachable = 0;
     for (i, (pool, answer)) in pools.iter().zip(answers).enumerate() {
         let address = pool.address().unwrap_or_else(|| format!("node {i}"));
-        let answer = answer.unwrap_or_else(|| Holding::Unreachable(silent()));
+        let answer = answer.unwrap_or_else(|| {
+            let message = "the check of this node failed";
+            Holding::Unreachable(ConnError::new(ConnErrorKind::Other, message))
+        });
         match answer {
             Holding::Free => println!("{address}: free"),
             Holding::Held { holder, ttl_ms } => {

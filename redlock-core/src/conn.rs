@@ -58,7 +58,9 @@ use crate::subscriber::BoxSubscriber;
 ///    the lock manager is built counts as a failed vote until it is reachable, and is used
 ///    again once it is back; connect lazily or in the background.
 /// 5. **No client-side response timeout is shorter than the lock's per-node timeout**
-///    (expiry × timeout factor; 400 ms by default). The core bounds every call itself.
+///    (expiry × timeout factor; 400 ms by default). The core bounds every call itself. A
+///    timeout taken from the call's deadline ([`Conn::set_deadline`]) may end just before
+///    it.
 /// 6. **[`Pool::get_now`] never blocks.**
 ///
 /// And for every driver: errors are mapped to the [`ConnErrorKind`] that fits (server

@@ -165,7 +165,8 @@ impl<P: Pool> Guard<P> {
     async fn extend_by(&mut self, ttl: &Ttl, drift: Duration) -> Result<()> {
         let span = observe::call_span("extend", self.target.name());
         let extended = observe::instrument(&span, self.extend_in(ttl, drift)).await;
-        observe::call_end(&span, "extend", &extended, Some(self.valid_until), None);
+        let until = Some(self.valid_until);
+        observe::call_end(&span, "extend", extended.as_ref().err(), until, None);
         extended
     }
 
@@ -206,7 +207,7 @@ impl<P: Pool> Guard<P> {
         let unlock = self.target.unlock(&self.value, &mut self.in_flight);
         let unlocked = observe::instrument(&span, unlock).await;
         self.held = false;
-        observe::call_end(&span, "unlock", &unlocked, None, None);
+        observe::call_end(&span, "unlock", unlocked.as_ref().err(), None, None);
         unlocked
     }
 }

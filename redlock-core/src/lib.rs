@@ -67,14 +67,17 @@
 //! | `redlock.renew` (a lease's renewal; holds a `redlock.extend`) | `lock`, `attempt` (1 for the first try of a renewal), `outcome`, `validity_left_ms` |
 //! | `redlock.unlock` | `lock`, `outcome` |
 //!
-//! An acquire future dropped before it ends closes its span without an outcome. Events,
+//! An acquire future dropped before it ends closes its span without an outcome and counts
+//! nowhere; so does the lock inside [`Mutex::lock_or_cancel`] when `cancel` wins, and
+//! [`Mutex::adopt`] is not recorded. With [`Options::fail_fast`], `quorum_margin` counts
+//! the nodes that had agreed when the outcome was certain, so it is usually 0. Events,
 //! inside the span of the call they belong to where there is one:
 //!
 //! | level | message starts | fields |
 //! |---|---|---|
 //! | `DEBUG` | `redlock: node answered` | `node` (index), `address`, `action` (`acquire`, `extend` or `release`), `outcome` (`yes`, `absent`, `taken`, `stale`), `latency_us` |
-//! | `DEBUG` | `redlock: node failed` | as above with `outcome` `failed`, `error_kind`, `error` |
-//! | `INFO` | `redlock: node restarted too recently to vote` | as above with `outcome` `quarantined`, `quarantine_left_ms` ([`Options::quarantine`]) |
+//! | `DEBUG` | `redlock: node failed` | those of `node answered` with `outcome` `failed`, and `error_kind`, `error` |
+//! | `INFO` | `redlock: node restarted too recently to vote` | those of `node answered` with `outcome` `quarantined`, and `quarantine_left_ms` ([`Options::quarantine`]) |
 //! | `DEBUG` | `redlock: attempt refused` | `attempt`, `reason`, `error` |
 //! | `WARN` | `redlock: replacing the node's connection` | `node`, `address`, `error` (the last failure; see [`Pool::reconnect`]) |
 //! | `WARN` | `redlock: background release failed` | `lock`, `node`, `address`, `error_kind`, `error`: a dropped guard's or cancelled acquire's release did not reach the node, whose key stays until it expires |

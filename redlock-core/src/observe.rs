@@ -25,6 +25,9 @@ use crate::error::{Error, LostReason};
 use crate::round::Held;
 use crate::tally::Vote;
 
+/// Whether anything is recorded: to skip work done only for it.
+pub(crate) const ENABLED: bool = cfg!(any(feature = "tracing", feature = "metrics"));
+
 /// A span of the `tracing` feature; empty without it.
 #[cfg(feature = "tracing")]
 pub(crate) type Span = tracing::Span;
@@ -161,8 +164,8 @@ pub(crate) fn attempt_refused(attempt: u32, error: &Error) {
     tracing::debug!(attempt, reason = error.kind(), error = %error, "redlock: attempt refused");
 }
 
-/// The span of one extend (`call`: `extend`, or `renew` for a lease's renewal), unlock or
-/// adopt call.
+/// The span of one extend (`name`: `extend`, or `renew` for a lease's renewal) or unlock
+/// (`unlock`) call.
 pub(crate) fn call_span(name: &'static str, lock: &str) -> Span {
     #[cfg(feature = "tracing")]
     match name {
@@ -185,21 +188,22 @@ pub(crate) fn call_span(name: &'static str, lock: &str) -> Span {
     Span
 }
 
-/// Records the end of an extend (`extend` or `renew`) or unlock call; `valid_until` is
-/// the holding's validity after it, `attempt` a renewal's number.
-pub(crate) fn call_end<T>(
+/// Records the end of an extend (`extend` or `renew`) or unlock call, and its `failure`
+/// if it failed; `valid_until` is the holding's validity after it, `attempt` a renewal's
+/// number.
+pub(crate) fn call_end(
     span: &Span,
     name: &'static str,
-    result: &Result<T, Error>,
+    failure: Option<&Error>,
     valid_until: Option<tokio::time::Instant>,
     attempt: Option<u32>,
 ) {
     #[cfg(any(feature = "tracing", feature = "metrics"))]
-    let outcome = outcome(result);
+    let outcome = failure.map_or("ok", Error::kind);
     #[cfg(feature = "tracing")]
     {
         span.record("outcome", outcome);
-        if let Some(until) = valid_until.filter(|_| result.is_ok()) {
+        if let Some(until) = valid_until.filter(|_| failure.is_none()) {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             span.record("validity_left_ms", millis(left));
         }

@@ -2,7 +2,7 @@
 //! key, tried once.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::clients::{Client, Pipeline};
@@ -18,6 +18,9 @@ use tokio::sync::broadcast::error::TryRecvError;
 use crate::convert::{map_error, to_reply};
 
 type FredResult<T> = Result<T, FredError>;
+
+/// How long before the core's deadline fred's timeout for a call ends (see `once`).
+const DEADLINE_LEAD: Duration = Duration::from_millis(2);
 
 /// Runs the core's scripts on one fred client, without buffering or replays.
 #[derive(Clone, Debug)]
@@ -57,10 +60,18 @@ impl FredConn {
     /// "connected" for a moment after the connection dropped: a command sent then waits
     /// behind the reconnect. fred's own timeout marks such a command timed out, and fred
     /// does not write a command so marked, so it cannot land once the node is back.
+    ///
+    /// fred's timeout ends [`DEADLINE_LEAD`] before the core's deadline: fred starts its
+    /// timer a little after this reads the clock, and tokio rounds timers up to the
+    /// millisecond, so a timeout of exactly the time left could fire after the core's,
+    /// which drops the call before fred marks it.
     fn once(&self) -> Result<CallOptions, ConnError> {
         let timeout = match self.deadline {
             None => None,
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+            Some(deadline) => match deadline
+                .checked_duration_since(Instant::now())
+                .and_then(|left| left.checked_sub(DEADLINE_LEAD))
+            {
                 // fred reads a zero timeout as none at all.
                 Some(left) if !left.is_zero() => Some(left),
                 _ => return Err(ConnError::new(ConnErrorKind::Timeout, "deadline passed")),
@@ -125,7 +136,10 @@ impl Conn for FredConn {
     }
 
     /// Both in one fred pipeline, on the client's one connection (a cluster client's
-    /// commands may go to two masters: unsupported there).
+    /// commands may go to two masters: unsupported there). fred does not mark a pipeline
+    /// timed out, so a pipeline held behind a reconnect (see `once`) can still be written
+    /// after the deadline; the release the core sends after it follows it on the same
+    /// connection.
     async fn eval_then(
         &mut self,
         script: ScriptRef<'_>,

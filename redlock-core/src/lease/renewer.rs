@@ -164,10 +164,10 @@ impl<P: Pool> Renewer<P> {
                 }
             }
         };
-        let until = Some(self.guard.valid_until());
-        observe::call_end(&span, "renew", &result, until, Some(attempt));
+        let (until, attempt) = (Some(self.guard.valid_until()), Some(attempt));
         match result {
             Ok(()) if self.shared.renewed(self.guard.valid_until()) => {
+                observe::call_end(&span, "renew", None, until, attempt);
                 self.failures = 0;
                 self.next = self.schedule();
                 Ok(())
@@ -176,9 +176,14 @@ impl<P: Pool> Renewer<P> {
                 // Refused: the lease had ended (or was lost) by the time the renewal
                 // finished.
                 self.record_the_end();
-                Err(self.lost_error())
+                let lost = self.lost_error();
+                observe::call_end(&span, "renew", Some(&lost), until, attempt);
+                Err(lost)
             }
-            Err(error) => self.failed(error),
+            Err(error) => {
+                observe::call_end(&span, "renew", Some(&error), until, attempt);
+                self.failed(error)
+            }
         }
     }
 

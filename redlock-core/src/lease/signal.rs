@@ -115,23 +115,27 @@ impl Shared {
     /// whose time has run out is recorded as lost for that, at its end, as readers saw it.
     pub(crate) fn lose(&self, reason: LostReason) {
         let now = Instant::now();
+        // What was stored, recorded once the watch's lock is let go: a subscriber or
+        // recorder that reads the lease must not run under it.
+        let mut recorded = None;
         let changed = self.state.send_if_modified(|stored| {
             let Stored::Held { valid_until } = stored else {
                 return false;
             };
             let (end, why) = self.end(*valid_until);
-            *stored = if now >= end {
-                Stored::Lost {
-                    reason: why,
-                    at: end,
-                }
+            let (reason, at) = if now >= end {
+                (why, end)
             } else {
-                Stored::Lost { reason, at: now }
+                (reason, now)
             };
+            if observe::ENABLED {
+                recorded = Some(reason.clone());
+            }
+            *stored = Stored::Lost { reason, at };
             true
         });
-        if changed && let Stored::Lost { reason, .. } = &*self.state.borrow() {
-            observe::lease_ended(&self.lock, reason);
+        if let Some(reason) = recorded {
+            observe::lease_ended(&self.lock, &reason);
         }
         #[cfg(feature = "tokio-util")]
         if changed {
