@@ -13,7 +13,7 @@ usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds 
                      [--contended-ms MS] [--nodes 1,3,5]
                      [--workloads seq,par,contended,open,handoff,crashed]
                      [--only KEY,...] [--current-thread] [--profile KEY --cycles N]
-                     [--observe]
+                     [--observe tracing,metrics]
        redlock-bench leases [--count N] [--expiry-ms MS] [--hold-s S] [--concurrency N]
 
   --quick               many short slices: about a minute and a half on two cores
@@ -30,8 +30,8 @@ usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds 
   --profile KEY         run only N seq cycles of one contender on the first --nodes
                         count, for a profiler (valgrind, perf): no rounds, no table
   --cycles N            cycles for --profile (default 10000)
-  --observe             record what the lock does: a tracing subscriber at INFO and a
-                        metrics recorder (needs `--features observe`)
+  --observe LIST        record what the lock does: `tracing` (a subscriber at INFO),
+                        `metrics` (a recorder), or both (needs `--features observe`)
 
   leases                hold N leases at once on 3 nodes (default: 10000, expiry 5000 ms,
                         held 20 s, acquired 64 at a time); fails if any is lost";
@@ -46,8 +46,8 @@ pub(crate) struct Args {
     pub(crate) leases: Option<LeasePlan>,
     /// `open-child ...`: the second process of an `open` slice (started by the benchmark).
     pub(crate) open_child: Option<ChildPlan>,
-    /// `--observe`: install a subscriber and a recorder.
-    pub(crate) observe: bool,
+    /// `--observe`: install a subscriber (`tracing`) and a recorder (`metrics`).
+    pub(crate) observe: Vec<String>,
 }
 
 /// Options as given, before defaults are filled in.
@@ -64,7 +64,7 @@ struct Given {
     only: Option<Vec<String>>,
     profile: Option<String>,
     cycles: Option<u64>,
-    observe: bool,
+    observe: Vec<String>,
     leases: Option<LeasePlan>,
     open_child: Option<ChildPlan>,
 }
@@ -123,7 +123,7 @@ fn read(mut parser: lexopt::Parser) -> Result<Given> {
             Long("only") => g.only = Some(list(&parser.value()?.string()?)),
             Long("profile") => g.profile = Some(parser.value()?.string()?),
             Long("cycles") => g.cycles = Some(parser.value()?.parse()?),
-            Long("observe") => g.observe = true,
+            Long("observe") => g.observe = list(&parser.value()?.string()?),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);

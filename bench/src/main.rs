@@ -78,8 +78,8 @@ fn run(args: Args) -> Result<()> {
     if let Some(plan) = &args.open_child {
         return open::run_child(plan);
     }
-    if args.observe {
-        observe::install()?;
+    if !args.observe.is_empty() {
+        observe::install(&args.observe)?;
     }
     let started = Instant::now();
     let plan = &args.plan;

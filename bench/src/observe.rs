@@ -12,22 +12,35 @@ use std::sync::Arc;
 
 use crate::Result;
 
-/// Installs the subscriber and the recorder for the whole process.
+/// Installs, for the whole process, the subscriber if `what` names `tracing` and the
+/// recorder if it names `metrics`.
 #[cfg(feature = "observe")]
-pub(crate) fn install() -> Result<()> {
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(std::io::sink)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)?;
-    metrics::set_global_recorder(Recorder::default())
-        .map_err(|e| crate::fail(format!("installing the recorder: {e}")))?;
+pub(crate) fn install(what: &[String]) -> Result<()> {
+    if let Some(other) = what
+        .iter()
+        .find(|w| !matches!(w.as_str(), "tracing" | "metrics"))
+    {
+        return Err(crate::fail(format!(
+            "--observe {other:?}: tracing or metrics"
+        )));
+    }
+    if what.iter().any(|w| w == "tracing") {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)?;
+    }
+    if what.iter().any(|w| w == "metrics") {
+        metrics::set_global_recorder(Recorder::default())
+            .map_err(|e| crate::fail(format!("installing the recorder: {e}")))?;
+    }
     Ok(())
 }
 
 /// Without the `observe` feature there is nothing to install.
 #[cfg(not(feature = "observe"))]
-pub(crate) fn install() -> Result<()> {
+pub(crate) fn install(_: &[String]) -> Result<()> {
     Err(crate::fail(
         "--observe needs the benchmark built with `--features observe`",
     ))

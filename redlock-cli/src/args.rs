@@ -1,8 +1,10 @@
 //! The command line.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use redlock_redis_rs::{RedisPool, Tls};
 
 use crate::exit;
 
@@ -34,6 +36,66 @@ pub(crate) struct Nodes {
     /// for TLS). Use an odd number of independent masters; a majority must agree.
     #[arg(long, env = "REDLOCK_URLS", value_delimiter = ',', required = true)]
     pub(crate) urls: Vec<String>,
+    /// For `rediss://` nodes: trust this CA (a PEM file) instead of the system's roots.
+    #[arg(long, env = "REDLOCK_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// For `rediss://` nodes that require a client certificate: this one (a PEM file),
+    /// with --tls-key.
+    #[arg(
+        long,
+        env = "REDLOCK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (a PEM file).
+    #[arg(
+        long,
+        env = "REDLOCK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl Nodes {
+    /// A pool for each node, with the TLS material given.
+    ///
+    /// # Errors
+    ///
+    /// One line: a file that cannot be read, or the driver's refusal of a URL (without
+    /// its credentials) or of the material.
+    pub(crate) fn pools(&self) -> Result<Vec<RedisPool>, String> {
+        let Some(tls) = self.tls()? else {
+            return RedisPool::from_urls(&self.urls).map_err(|e| e.to_string());
+        };
+        let pool = |url: &String| RedisPool::from_url_with_tls(url, &tls);
+        self.urls
+            .iter()
+            .map(pool)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// The TLS material the options name, if any.
+    fn tls(&self) -> Result<Option<Tls>, String> {
+        if self.tls_ca.is_none() && self.tls_cert.is_none() {
+            return Ok(None);
+        }
+        let mut tls = Tls::new();
+        if let Some(ca) = &self.tls_ca {
+            tls = tls.root_ca_pem(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.client_cert_pem(read(cert)?, read(key)?);
+        }
+        Ok(Some(tls))
+    }
+}
+
+/// A file's bytes, or a line that names it.
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 #[derive(Debug, Args)]

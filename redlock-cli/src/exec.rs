@@ -58,8 +58,8 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
 }
 
 /// The lock, from the options on the command line.
-fn mutex(args: &ExecArgs) -> redlock_redis_rs::Result<Mutex<RedisPool>> {
-    let pools = RedisPool::from_urls(&args.nodes.urls)?;
+fn mutex(args: &ExecArgs) -> Result<Mutex<RedisPool>, String> {
+    let pools = args.nodes.pools()?;
     let mut options = Options::new()
         .expiry(args.expiry)
         .fenced(args.fenced)
@@ -67,7 +67,8 @@ fn mutex(args: &ExecArgs) -> redlock_redis_rs::Result<Mutex<RedisPool>> {
     if let Some(period) = args.quarantine {
         options = options.quarantine(period);
     }
-    Redlock::with_options(pools, options)?.mutex(&args.name)
+    let redlock = Redlock::with_options(pools, options).map_err(|e| e.to_string())?;
+    redlock.mutex(&args.name).map_err(|e| e.to_string())
 }
 
 /// Takes the lock: at once (`--nonblock`), until `--wait` runs out, or as long as it

@@ -30,7 +30,7 @@ Exit codes:
   70                  an internal error of redlock
   75                  the lock was lost while the command ran; it got SIGTERM
                       (and SIGKILL after --grace)
-  78                  a bad URL or option
+  78                  a bad URL, option or TLS file
   126, 127            the command could not be run, or was not found";
 
 /// Prints `redlock: message` on stderr and returns `code`.

@@ -21,7 +21,10 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -36,4 +39,16 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
         }
     })
+}
+
+/// Prints clap's message for `--help`, `--version` or a bad command line; a bad command
+/// line exits 78, as a bad URL does (clap's own code would be 2).
+fn usage(e: &clap::Error) -> ExitCode {
+    // Nothing better to do if stdout or stderr is gone.
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(exit::CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

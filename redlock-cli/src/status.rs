@@ -30,9 +30,9 @@ enum Holding {
 /// Runs `redlock status`: asks every node at once, each within [`NODE_TIMEOUT`]; exits 0
 /// when any node answered, 69 when none did.
 pub(crate) async fn run(args: StatusArgs) -> ExitCode {
-    let pools = match RedisPool::from_urls(&args.nodes.urls) {
+    let pools = match args.nodes.pools() {
         Ok(pools) => pools,
-        Err(e) => return exit::fail(exit::CONFIG, &e.to_string()),
+        Err(e) => return exit::fail(exit::CONFIG, &e),
     };
     // Every node at once, each within its own bound, shown in the order given.
     let mut asked = tokio::task::JoinSet::new();

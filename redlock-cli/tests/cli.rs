@@ -272,3 +272,63 @@ fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+/// Writes `pem` to a file of its own for one test, and returns its path.
+fn pem_file(name: &str, pem: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}{name}.pem", unique_prefix("cli_tls")));
+    std::fs::write(&path, pem).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn tls_nodes_are_reached_with_the_ca_and_client_certificate_given() {
+    let fleet = Fleet::start_tls(3, true).expect("start 3 TLS redis-servers");
+    let material = fleet.tls_material().unwrap();
+    let urls: Vec<String> = (0..3).map(|i| fleet.tls_url(i).unwrap()).collect();
+    let ca = pem_file("ca", &material.ca_pem);
+    let cert = pem_file("cert", &material.client_cert_pem);
+    let key = pem_file("key", &material.client_key_pem);
+    let name = unique_prefix("cli_tls");
+    let tls = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    exec.env("REDLOCK_URLS", urls.join(","))
+        .args(["exec", "--quarantine", "0s"])
+        .args(tls)
+        .args([name.as_str(), "--", "sh", "-c", "exit 7"]);
+    let out = run(&mut exec);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+
+    // Without the CA, the servers' certificates are not trusted: no node answers.
+    let mut status = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    status
+        .env("REDLOCK_URLS", urls.join(","))
+        .args(["status", &name]);
+    let out = run(&mut status);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("unreachable").count(), 3, "{stdout}");
+
+    let mut status = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    status
+        .env("REDLOCK_URLS", urls.join(","))
+        .arg("status")
+        .args(tls)
+        .arg(&name);
+    let out = run(&mut status);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(": free").count(), 3, "released: {stdout}");
+
+    // A certificate without its key is refused before anything is sent.
+    let mut half = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    half.env("REDLOCK_URLS", urls.join(","))
+        .args(["status", "--tls-cert", &cert, &name]);
+    let out = run(&mut half);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+    for file in [ca, cert, key] {
+        std::fs::remove_file(file).unwrap();
+    }
+}

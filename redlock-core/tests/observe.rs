@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use common::{KEY, fast, manager, ms};
+use metrics::LocalRecorderGuard;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use redlock_core::Options;
 use redlock_core::memory::MemoryPool;
+use tracing::dispatcher::DefaultGuard;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -165,6 +167,22 @@ async fn nodes_with_one_down() -> Vec<MemoryPool> {
     pools
 }
 
+/// What this thread records from now on, until the guards are dropped: spans and events
+/// into the capture, metrics into a recorder read through the snapshotter.
+fn listen() -> (
+    Capture,
+    Snapshotter,
+    (DefaultGuard, LocalRecorderGuard<'static>),
+) {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let tracing = tracing::subscriber::set_default(subscriber);
+    // Leaked, so that it outlives the guard that points at it: one small value per test.
+    let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+    let metrics = metrics::set_default_local_recorder(recorder);
+    (capture, recorder.snapshotter(), (tracing, metrics))
+}
+
 fn options() -> Options {
     fast().quarantine(Duration::ZERO)
 }
@@ -172,11 +190,7 @@ fn options() -> Options {
 #[tokio::test(start_paused = true)]
 async fn a_round_with_one_node_down_is_seen_in_spans_events_and_metrics() {
     let pools = nodes_with_one_down().await;
-    let (capture, recorder) = (Capture::default(), DebuggingRecorder::new());
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _tracing = tracing::subscriber::set_default(subscriber);
-    let _metrics = metrics::set_default_local_recorder(&recorder);
-    let snapshotter = recorder.snapshotter();
+    let (capture, snapshotter, _guards) = listen();
     let redlock = manager(&pools, options());
     let mutex = redlock.mutex(KEY).unwrap();
     let mut guard = mutex.try_lock().await.unwrap();
@@ -276,11 +290,7 @@ async fn a_round_with_one_node_down_is_seen_in_spans_events_and_metrics() {
 #[tokio::test(start_paused = true)]
 async fn refusals_lost_leases_background_releases_quarantine_and_wakes_are_recorded() {
     let pools = nodes_with_one_down().await;
-    let (capture, recorder) = (Capture::default(), DebuggingRecorder::new());
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _tracing = tracing::subscriber::set_default(subscriber);
-    let _metrics = metrics::set_default_local_recorder(&recorder);
-    let snapshotter = recorder.snapshotter();
+    let (capture, snapshotter, _guards) = listen();
 
     // A lock that cannot reach a quorum: two nodes down, three attempts.
     pools[1].set_down(true);
