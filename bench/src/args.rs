@@ -31,7 +31,8 @@ usage: redlock-bench [--quick] [--rounds N] [--slice-ms MS] [--contended-rounds 
                         count, for a profiler (valgrind, perf): no rounds, no table
   --cycles N            cycles for --profile (default 10000)
   --observe LIST        record what the lock does: `tracing` (a subscriber at INFO),
-                        `metrics` (a recorder), or both (needs `--features observe`)
+                        `tracing-debug` (at DEBUG), `metrics` (a recorder); needs
+                        `--features observe`
 
   leases                hold N leases at once on 3 nodes (default: 10000, expiry 5000 ms,
                         held 20 s, acquired 64 at a time); fails if any is lost";

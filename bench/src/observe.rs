@@ -3,8 +3,9 @@
 //! with `--features observe`; without it, the features are off and nothing is recorded).
 //!
 //! The subscriber is what a service typically runs: `tracing_subscriber::fmt` at `INFO`
-//! (every call's span is made and recorded; the per-node `DEBUG` events are filtered
-//! out), writing to a sink. The recorder keeps every metric in atomics in a
+//! (`tracing`: the lock's `DEBUG` spans and events are filtered out) or at `DEBUG`
+//! (`tracing-debug`: every call's span is made and recorded, and each node failure is an
+//! event), writing to a sink. The recorder keeps every metric in atomics in a
 //! `metrics_util` registry, as the Prometheus exporter does, without serving them.
 
 #[cfg(feature = "observe")]
@@ -16,18 +17,23 @@ use crate::Result;
 /// recorder if it names `metrics`.
 #[cfg(feature = "observe")]
 pub(crate) fn install(what: &[String]) -> Result<()> {
-    if let Some(other) = what
-        .iter()
-        .find(|w| !matches!(w.as_str(), "tracing" | "metrics"))
-    {
+    let known = ["tracing", "tracing-debug", "metrics"];
+    if let Some(other) = what.iter().find(|w| !known.contains(&w.as_str())) {
         return Err(crate::fail(format!(
-            "--observe {other:?}: tracing or metrics"
+            "--observe {other:?}: one of {known:?}"
         )));
     }
-    if what.iter().any(|w| w == "tracing") {
+    let level = if what.iter().any(|w| w == "tracing-debug") {
+        Some(tracing::Level::DEBUG)
+    } else {
+        what.iter()
+            .any(|w| w == "tracing")
+            .then_some(tracing::Level::INFO)
+    };
+    if let Some(level) = level {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(std::io::sink)
-            .with_max_level(tracing::Level::INFO)
+            .with_max_level(level)
             .finish();
         tracing::subscriber::set_global_default(subscriber)?;
     }

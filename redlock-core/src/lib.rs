@@ -58,7 +58,8 @@
 //! outcomes are [`Error::kind`] (`taken`, `no_quorum`, `deadline`, ...) or `ok`; node
 //! error kinds are [`ConnErrorKind::as_str`].
 //!
-//! **`tracing`**: spans at `INFO` level, with their fields recorded when the call ends.
+//! **`tracing`**: spans at `DEBUG` level (so a service that logs at `INFO` pays nothing
+//! for them), with their fields recorded when the call ends.
 //!
 //! | span | fields |
 //! |---|---|
@@ -75,7 +76,7 @@
 //!
 //! | level | message starts | fields |
 //! |---|---|---|
-//! | `DEBUG` | `redlock: node answered` | `node` (index), `address`, `action` (`acquire`, `extend` or `release`), `outcome` (`yes`, `absent`, `taken`, `stale`), `latency_us` |
+//! | `TRACE` | `redlock: node answered` | `node` (index), `address`, `action` (`acquire`, `extend` or `release`), `outcome` (`yes`, `absent`, `taken`, `stale`), `latency_us` |
 //! | `DEBUG` | `redlock: node failed` | those of `node answered` with `outcome` `failed`, and `error_kind`, `error` |
 //! | `INFO` | `redlock: node restarted too recently to vote` | those of `node answered` with `outcome` `quarantined`, and `quarantine_left_ms` ([`Options::quarantine`]) |
 //! | `DEBUG` | `redlock: attempt refused` | `attempt`, `reason`, `error` |

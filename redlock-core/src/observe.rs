@@ -3,6 +3,12 @@
 //! exporter). With both off, everything here compiles to nothing: [`Span`] and
 //! [`Started`] are empty and every function's body is empty.
 //!
+//! Spans are at `DEBUG`, so that a service logging at `INFO` pays for none of them (with
+//! the `fmt` subscriber at `INFO`, spans cost more than everything else here together:
+//! the README's *Observability* has the numbers); what needs attention (a lost lease, a
+//! failed background release, a replaced connection, a quarantined node) is an event at
+//! `WARN` or `INFO`.
+//!
 //! The names, fields and labels are listed in the crate docs (`# Observability`), which
 //! are the contract; `tests/observe.rs` reads them back. Lock values and credentials are
 //! never recorded: a lock is named by its name, a node by the credential-free address its
@@ -103,7 +109,7 @@ fn node_name(address: Option<&Arc<str>>, node: usize) -> Arc<str> {
 /// The span of one acquire call (`call`: `lock`, `try_lock` or `lock_until`).
 pub(crate) fn acquire_span(lock: &str, call: &'static str) -> Span {
     #[cfg(feature = "tracing")]
-    return tracing::info_span!(
+    return tracing::debug_span!(
         "redlock.acquire",
         lock,
         call,
@@ -169,15 +175,15 @@ pub(crate) fn attempt_refused(attempt: u32, error: &Error) {
 pub(crate) fn call_span(name: &'static str, lock: &str) -> Span {
     #[cfg(feature = "tracing")]
     match name {
-        "renew" => tracing::info_span!(
+        "renew" => tracing::debug_span!(
             "redlock.renew",
             lock,
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
             validity_left_ms = tracing::field::Empty
         ),
-        "unlock" => tracing::info_span!("redlock.unlock", lock, outcome = tracing::field::Empty),
-        _ => tracing::info_span!(
+        "unlock" => tracing::debug_span!("redlock.unlock", lock, outcome = tracing::field::Empty),
+        _ => tracing::debug_span!(
             "redlock.extend",
             lock,
             outcome = tracing::field::Empty,
@@ -264,7 +270,7 @@ pub(crate) fn node_vote(
                 latency_us = micros(latency),
                 "redlock: node restarted too recently to vote (restart quarantine)"
             ),
-            _ => tracing::debug!(
+            _ => tracing::trace!(
                 node,
                 address = &*name,
                 action,
