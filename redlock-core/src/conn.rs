@@ -309,9 +309,36 @@ pub enum Reply {
     Array(Vec<Reply>),
 }
 
+impl Reply {
+    /// The reply's shape, for messages: integers as they are, strings by their length
+    /// only, so that a message can never carry a lock value (`string of 24 bytes`,
+    /// `[integer 1, nil]`).
+    pub fn shape(&self) -> String {
+        match self {
+            Reply::Nil => "nil".into(),
+            Reply::Int(n) => format!("integer {n}"),
+            Reply::Data(data) => format!("string of {} bytes", data.len()),
+            Reply::Array(items) => {
+                let items: Vec<String> = items.iter().map(Reply::shape).collect();
+                format!("[{}]", items.join(", "))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replys_shape_shows_no_string_contents() {
+        let reply = Reply::Array(vec![
+            Reply::Int(1),
+            Reply::Data(b"the-lock-value".to_vec()),
+            Reply::Nil,
+        ]);
+        assert_eq!(reply.shape(), "[integer 1, string of 14 bytes, nil]");
+    }
 
     #[test]
     fn script_refs_name_their_command() {

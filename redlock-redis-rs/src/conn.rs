@@ -254,7 +254,10 @@ pub fn to_reply(value: Value) -> Result<Reply, ConnError> {
             Reply::Array(items.into_iter().map(to_reply).collect::<Result<_, _>>()?)
         }
         other => {
-            let msg = format!("unexpected reply type {other:?}");
+            // The variant's name only: a reply's contents may be a lock value.
+            let shown = format!("{other:?}");
+            let kind = shown.split(['(', '{', ' ']).next().unwrap_or_default();
+            let msg = format!("unexpected reply type {kind}");
             return Err(ConnError::new(ConnErrorKind::Protocol, msg));
         }
     })

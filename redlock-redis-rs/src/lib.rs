@@ -47,7 +47,7 @@ pub use redlock_core::*;
 #[cfg(feature = "sentinel")]
 pub use sentinel::SentinelConnection;
 pub use subscriber::RedisSubscriber;
-pub use tls::connection_info;
+pub use tls::{TLS_BUILT, connection_info};
 
 #[cfg(feature = "cluster")]
 mod cluster;

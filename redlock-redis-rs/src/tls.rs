@@ -8,8 +8,10 @@ use redlock_core::{Error, Result, Tls, is_tls_url, redact_url};
 /// builds its nodes with it.
 const DRIVERS: &str = "redlock-redis-rs (or redlock-deadpool, whichever you depend on)";
 
-/// Whether this build speaks TLS at all.
-const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
+/// Whether this build speaks TLS (`rediss://`): a `tls-rustls` or `tls-native-tls`
+/// feature is on, asked for by your crate or by any other crate of the build (Cargo turns
+/// a crate's features on for everyone who depends on it).
+pub const TLS_BUILT: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
 
 /// The connection info for `url`, trusting and presenting what `tls` holds when given.
 ///

@@ -56,7 +56,7 @@ fn out_of_step() -> Vote {
 }
 
 fn unexpected(reply: &Reply) -> Vote {
-    let message = format!("unexpected script reply {reply:?}");
+    let message = format!("unexpected script reply: {}", reply.shape());
     Vote::Failed(ConnError::new(ConnErrorKind::Protocol, message))
 }
 

@@ -140,7 +140,7 @@ fn confirm_durable(waited: Reply, replicas: &str) -> Result<(), ConnError> {
 }
 
 fn odd_wait(reply: &Reply) -> ConnError {
-    let message = format!("unexpected WAITAOF reply {reply:?}");
+    let message = format!("unexpected WAITAOF reply: {}", reply.shape());
     ConnError::new(ConnErrorKind::Protocol, message)
 }
 
