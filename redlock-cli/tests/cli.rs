@@ -11,8 +11,14 @@ use redlock_conformance::{Fleet, unique_prefix};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn redlock(fleet: &Fleet, args: &[&str]) -> Command {
+    redlock_at(&fleet.urls(), args)
+}
+
+/// `redlock` with `args`, its nodes `urls` (in `REDLOCK_URLS`), and for `exec` restart
+/// quarantine off.
+fn redlock_at(urls: &[String], args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redlock"));
-    command.env("REDLOCK_URLS", fleet.urls().join(","));
+    command.env("REDLOCK_URLS", urls.join(","));
     // The servers are new: restart quarantine would give them no vote for the expiry.
     let (sub, rest) = args.split_first().expect("a subcommand");
     command.arg(sub);
@@ -51,6 +57,16 @@ fn await_held(fleet: &Fleet, node: usize, name: &str) {
         assert!(Instant::now() < until, "{name} never locked on node {node}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A `redlock exec` holding `name` with `sleep seconds`, its output discarded, once node
+/// `node` holds the key.
+fn holder(fleet: &Fleet, name: &str, seconds: &str, node: usize) -> Child {
+    let mut command = redlock(fleet, &["exec", name, "--", "sleep", seconds]);
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let child = child.expect("spawn redlock");
+    await_held(fleet, node, name);
+    child
 }
 
 fn fleet() -> Fleet {
@@ -125,13 +141,7 @@ fn two_commands_started_at_once_never_interleave() {
 fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
     let fleet = fleet();
     let name = unique_prefix("cli_nonblock");
-    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "5"]);
-    let holder = holder
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    await_held(&fleet, 0, &name);
+    let holder = holder(&fleet, &name, "5", 0);
     let out = run(&mut redlock(
         &fleet,
         &["exec", "--nonblock", "-E", "7", &name, "--", "true"],
@@ -206,13 +216,7 @@ fn status_shows_the_holder_on_every_node() {
     let free = run(&mut redlock(&fleet, &["status", &name]));
     assert!(free.status.success(), "{free:?}");
     assert!(String::from_utf8_lossy(&free.stdout).contains("free on every node"));
-    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "5"]);
-    let mut holder = holder
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    await_held(&fleet, 2, &name);
+    let mut holder = holder(&fleet, &name, "5", 2);
     let held = run(&mut redlock(&fleet, &["status", &name]));
     let text = String::from_utf8_lossy(&held.stdout);
     assert!(text.contains("on 3 of 3 nodes: the lock is held"), "{text}");
@@ -247,13 +251,7 @@ fn a_bad_url_is_one_line_and_a_config_exit() {
 fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
     let fleet = fleet();
     let name = unique_prefix("cli_wait_signal");
-    let mut holder = redlock(&fleet, &["exec", &name, "--", "sleep", "10"]);
-    let mut holder = holder
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    await_held(&fleet, 2, &name);
+    let mut holder = holder(&fleet, &name, "10", 2);
     let mut waiter = redlock(&fleet, &["exec", &name, "--", "true"]);
     let waiter = waiter
         .stdout(Stdio::null())
@@ -291,40 +289,25 @@ fn tls_nodes_are_reached_with_the_ca_and_client_certificate_given() {
     let name = unique_prefix("cli_tls");
     let tls = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
 
-    let mut exec = Command::new(env!("CARGO_BIN_EXE_redlock"));
-    exec.env("REDLOCK_URLS", urls.join(","))
-        .args(["exec", "--quarantine", "0s"])
-        .args(tls)
-        .args([name.as_str(), "--", "sh", "-c", "exit 7"]);
-    let out = run(&mut exec);
+    let exec = [&["exec"], &tls[..], &[&name, "--", "sh", "-c", "exit 7"]].concat();
+    let out = run(&mut redlock_at(&urls, &exec));
     assert_eq!(out.status.code(), Some(7), "{out:?}");
 
     // Without the CA, the servers' certificates are not trusted: no node answers.
-    let mut status = Command::new(env!("CARGO_BIN_EXE_redlock"));
-    status
-        .env("REDLOCK_URLS", urls.join(","))
-        .args(["status", &name]);
-    let out = run(&mut status);
+    let out = run(&mut redlock_at(&urls, &["status", &name]));
     assert_eq!(out.status.code(), Some(69), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("unreachable").count(), 3, "{stdout}");
 
-    let mut status = Command::new(env!("CARGO_BIN_EXE_redlock"));
-    status
-        .env("REDLOCK_URLS", urls.join(","))
-        .arg("status")
-        .args(tls)
-        .arg(&name);
-    let out = run(&mut status);
+    let status = [&["status"], &tls[..], &[&name]].concat();
+    let out = run(&mut redlock_at(&urls, &status));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(": free").count(), 3, "released: {stdout}");
 
     // A certificate without its key is refused before anything is sent.
-    let mut half = Command::new(env!("CARGO_BIN_EXE_redlock"));
-    half.env("REDLOCK_URLS", urls.join(","))
-        .args(["status", "--tls-cert", &cert, &name]);
-    let out = run(&mut half);
+    let half = ["status", "--tls-cert", &cert, &name];
+    let out = run(&mut redlock_at(&urls, &half));
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-key"), "{stderr}");
