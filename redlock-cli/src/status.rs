@@ -34,28 +34,22 @@ pub(crate) async fn run(args: StatusArgs) -> ExitCode {
         Ok(pools) => pools,
         Err(e) => return exit::fail(exit::CONFIG, &e),
     };
-    // Every node at once, each within its own bound, shown in the order given.
-    let mut asked = tokio::task::JoinSet::new();
-    for (i, pool) in pools.iter().enumerate() {
-        let (pool, name) = (pool.clone(), args.name.clone());
-        asked.spawn(async move {
-            let answer = tokio::time::timeout(NODE_TIMEOUT, holding(&pool, &name)).await;
-            (i, answer.unwrap_or_else(|_| Holding::Unreachable(silent())))
-        });
-    }
-    let mut answers: Vec<Option<Holding>> = pools.iter().map(|_| None).collect();
-    while let Some(joined) = asked.join_next().await {
-        if let Ok((i, holding)) = joined
-            && let Some(slot) = answers.get_mut(i)
-        {
-            *slot = Some(holding);
-        }
-    }
+    // Every node at once, each within its own bound; shown in the order given.
+    let asked: Vec<_> = pools
+        .iter()
+        .map(|pool| {
+            let (pool, name) = (pool.clone(), args.name.clone());
+            tokio::spawn(async move {
+                let answer = tokio::time::timeout(NODE_TIMEOUT, holding(&pool, &name)).await;
+                answer.unwrap_or_else(|_| Holding::Unreachable(silent()))
+            })
+        })
+        .collect();
     let mut holders: Vec<String> = Vec::new();
     let mut unreachable = 0;
-    for (i, (pool, answer)) in pools.iter().zip(answers).enumerate() {
+    for (i, (pool, answer)) in pools.iter().zip(asked).enumerate() {
         let address = pool.address().unwrap_or_else(|| format!("node {i}"));
-        let answer = answer.unwrap_or_else(|| {
+        let answer = answer.await.unwrap_or_else(|_| {
             let message = "the check of this node failed";
             Holding::Unreachable(ConnError::new(ConnErrorKind::Other, message))
         });

@@ -229,10 +229,11 @@ pub(crate) async fn release_on<P: Pool>(
     report: bool,
 ) {
     let calls = targets.iter().map(|node| {
-        let call = call.clone();
+        let released = vote_within(call.clone(), node, plan.timeout);
+        let reported = report.then(|| call.clone());
         async move {
-            let released = vote_within(call.clone(), node, plan.timeout).await;
-            if report {
+            let released = released.await;
+            if let Some(call) = reported {
                 report_release(&call, node, &released);
             }
         }

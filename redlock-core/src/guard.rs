@@ -9,7 +9,7 @@ use crate::conn::Pool;
 use crate::error::Result;
 use crate::fan_out::InFlight;
 use crate::fence::Token;
-use crate::observe;
+use crate::observe::{self, HeldCall};
 use crate::round::{Held, Target};
 use crate::settings::{Settings, Ttl};
 
@@ -163,10 +163,16 @@ impl<P: Pool> Guard<P> {
     }
 
     async fn extend_by(&mut self, ttl: &Ttl, drift: Duration) -> Result<()> {
-        let span = observe::call_span("extend", self.target.name());
+        let span = observe::call_span(HeldCall::Extend, self.target.name());
         let extended = observe::instrument(&span, self.extend_in(ttl, drift)).await;
         let until = Some(self.valid_until);
-        observe::call_end(&span, "extend", extended.as_ref().err(), until, None);
+        observe::call_end(
+            &span,
+            HeldCall::Extend,
+            extended.as_ref().err(),
+            until,
+            None,
+        );
         extended
     }
 
@@ -203,11 +209,11 @@ impl<P: Pool> Guard<P> {
     ///
     /// Dropping the future part-way drops the guard, which releases in the background.
     pub async fn unlock(mut self) -> Result<()> {
-        let span = observe::call_span("unlock", self.target.name());
+        let span = observe::call_span(HeldCall::Unlock, self.target.name());
         let unlock = self.target.unlock(&self.value, &mut self.in_flight);
         let unlocked = observe::instrument(&span, unlock).await;
         self.held = false;
-        observe::call_end(&span, "unlock", unlocked.as_ref().err(), None, None);
+        observe::call_end(&span, HeldCall::Unlock, unlocked.as_ref().err(), None, None);
         unlocked
     }
 }

@@ -90,11 +90,19 @@ pub(crate) fn instrument<F: Future>(span: &Span, f: F) -> impl Future<Output = F
 
 /// How a lock call ended, as a metric label and span field: `ok`, or the error's kind.
 #[cfg(any(feature = "tracing", feature = "metrics"))]
-fn outcome<T>(result: &Result<T, Error>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
-    }
+fn outcome(failure: Option<&Error>) -> &'static str {
+    failure.map_or("ok", Error::kind)
+}
+
+/// A call on a held lock, for its span and its counter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HeldCall {
+    /// [`Guard::extend`](crate::Guard::extend) or `extend_to`.
+    Extend,
+    /// A lease's renewal (an extend, inside it).
+    Renew,
+    /// [`Guard::unlock`](crate::Guard::unlock).
+    Unlock,
 }
 
 /// A node's name in events and labels: its address, or `node<i>` when its pool has none.
@@ -135,7 +143,7 @@ pub(crate) fn acquire_end(
 ) {
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     {
-        let outcome = outcome(result);
+        let outcome = outcome(result.as_ref().err());
         let waited = started.elapsed();
         let held = result.as_ref().ok();
         #[cfg(feature = "tracing")]
@@ -170,20 +178,21 @@ pub(crate) fn attempt_refused(attempt: u32, error: &Error) {
     tracing::debug!(attempt, reason = error.kind(), error = %error, "redlock: attempt refused");
 }
 
-/// The span of one extend (`name`: `extend`, or `renew` for a lease's renewal) or unlock
-/// (`unlock`) call.
-pub(crate) fn call_span(name: &'static str, lock: &str) -> Span {
+/// The span of one call on a held lock.
+pub(crate) fn call_span(call: HeldCall, lock: &str) -> Span {
     #[cfg(feature = "tracing")]
-    match name {
-        "renew" => tracing::debug_span!(
+    match call {
+        HeldCall::Renew => tracing::debug_span!(
             "redlock.renew",
             lock,
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
             validity_left_ms = tracing::field::Empty
         ),
-        "unlock" => tracing::debug_span!("redlock.unlock", lock, outcome = tracing::field::Empty),
-        _ => tracing::debug_span!(
+        HeldCall::Unlock => {
+            tracing::debug_span!("redlock.unlock", lock, outcome = tracing::field::Empty)
+        }
+        HeldCall::Extend => tracing::debug_span!(
             "redlock.extend",
             lock,
             outcome = tracing::field::Empty,
@@ -194,18 +203,17 @@ pub(crate) fn call_span(name: &'static str, lock: &str) -> Span {
     Span
 }
 
-/// Records the end of an extend (`extend` or `renew`) or unlock call, and its `failure`
-/// if it failed; `valid_until` is the holding's validity after it, `attempt` a renewal's
-/// number.
+/// Records the end of a call on a held lock, and its `failure` if it failed;
+/// `valid_until` is the holding's validity after it, `attempt` a renewal's number.
 pub(crate) fn call_end(
     span: &Span,
-    name: &'static str,
+    call: HeldCall,
     failure: Option<&Error>,
     valid_until: Option<tokio::time::Instant>,
     attempt: Option<u32>,
 ) {
     #[cfg(any(feature = "tracing", feature = "metrics"))]
-    let outcome = failure.map_or("ok", Error::kind);
+    let outcome = outcome(failure);
     #[cfg(feature = "tracing")]
     {
         span.record("outcome", outcome);
@@ -219,10 +227,10 @@ pub(crate) fn call_end(
     }
     #[cfg(feature = "metrics")]
     {
-        let counter = match name {
-            "unlock" => "redlock_unlocks_total",
-            "renew" => "redlock_renewals_total",
-            _ => "redlock_extends_total",
+        let counter = match call {
+            HeldCall::Unlock => "redlock_unlocks_total",
+            HeldCall::Renew => "redlock_renewals_total",
+            HeldCall::Extend => "redlock_extends_total",
         };
         metrics::counter!(counter, "outcome" => outcome).increment(1);
     }

@@ -12,7 +12,7 @@ use crate::error::LostReason;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::lease::signal::{LeaseState, Shared};
-use crate::observe;
+use crate::observe::{self, HeldCall};
 
 /// A renewal starts up to this share of the lead earlier than due, at random.
 const JITTER_SHARE: u32 = 8;
@@ -150,7 +150,7 @@ impl<P: Pool> Renewer<P> {
             self.record_the_end();
             return Err(self.lost_error());
         };
-        let span = observe::call_span("renew", self.guard.name());
+        let span = observe::call_span(HeldCall::Renew, self.guard.name());
         let attempt = self.failures.saturating_add(1);
         let result = {
             let extend = observe::instrument(&span, self.guard.extend());
@@ -167,7 +167,7 @@ impl<P: Pool> Renewer<P> {
         let (until, attempt) = (Some(self.guard.valid_until()), Some(attempt));
         match result {
             Ok(()) if self.shared.renewed(self.guard.valid_until()) => {
-                observe::call_end(&span, "renew", None, until, attempt);
+                observe::call_end(&span, HeldCall::Renew, None, until, attempt);
                 self.failures = 0;
                 self.next = self.schedule();
                 Ok(())
@@ -177,11 +177,11 @@ impl<P: Pool> Renewer<P> {
                 // finished.
                 self.record_the_end();
                 let lost = self.lost_error();
-                observe::call_end(&span, "renew", Some(&lost), until, attempt);
+                observe::call_end(&span, HeldCall::Renew, Some(&lost), until, attempt);
                 Err(lost)
             }
             Err(error) => {
-                observe::call_end(&span, "renew", Some(&error), until, attempt);
+                observe::call_end(&span, HeldCall::Renew, Some(&error), until, attempt);
                 self.failed(error)
             }
         }
