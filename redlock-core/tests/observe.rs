@@ -3,16 +3,23 @@
 //! counters the crate docs list (`# Observability`) appear with the right values, and no
 //! lock value ever does.
 //!
-//! Each test runs on one thread (tokio's current-thread runtime, time paused), with the
-//! subscriber and the recorder set for that thread only, so tests running side by side
-//! see only what they did themselves.
+//! Each test runs on one thread (tokio's current-thread runtime, time paused) and captures
+//! what that thread records only, so tests running side by side see only what they did
+//! themselves. The subscriber is one global subscriber that hands each thread's spans and
+//! events to that thread's capture, not a subscriber per thread (`set_default`): tracing
+//! caches whether a callsite is wanted across all threads, and with per-thread subscribers
+//! a callsite first reached on a thread without one can be cached as unwanted while another
+//! thread's subscriber wants it, so that thread silently misses the event (tracing-core
+//! 0.1.36 consults only the registering thread's subscriber while at most one is
+//! registered). That lost about 1 run in 20 here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Once};
 use std::time::Duration;
 
 use common::{KEY, fast, manager, ms};
@@ -20,7 +27,6 @@ use metrics::LocalRecorderGuard;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use redlock_core::Options;
 use redlock_core::memory::MemoryPool;
-use tracing::dispatcher::DefaultGuard;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -54,15 +60,33 @@ impl Visit for Seen {
     }
 }
 
-/// Keeps every span (when it closes, with the fields recorded by then) and every event.
+/// Keeps every span (when it closes, with the fields recorded by then) and every event
+/// of the thread it was set for.
 #[derive(Clone, Default)]
 struct Capture {
     spans: Arc<StdMutex<Vec<Seen>>>,
     events: Arc<StdMutex<Vec<Seen>>>,
 }
 
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+thread_local! {
+    /// This thread's capture, while a test listens.
+    static CAPTURE: RefCell<Option<Capture>> = const { RefCell::new(None) };
+}
+
+/// This thread's capture, if a test on it listens.
+fn capture() -> Option<Capture> {
+    CAPTURE.with(|c| c.borrow().clone())
+}
+
+/// The layer of the one global subscriber: hands what happens on a thread to that
+/// thread's [`Capture`].
+struct ToThisThread;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ToThisThread {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if capture().is_none() {
+            return;
+        }
         let mut seen = Seen {
             name: attrs.metadata().name().to_owned(),
             ..Seen::default()
@@ -82,18 +106,21 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(capture) = capture() else { return };
         let mut seen = Seen::default();
         event.record(&mut seen);
         seen.name = seen.fields.remove("message").unwrap_or_default();
         seen.parent = ctx.event_span(event).map(|s| s.name().to_owned());
-        self.events.lock().unwrap().push(seen);
+        capture.events.lock().unwrap().push(seen);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(&id)
+        // Only spans opened while this thread listened carry a `Seen`.
+        if let Some(capture) = capture()
+            && let Some(span) = ctx.span(&id)
             && let Some(seen) = span.extensions().get::<Seen>()
         {
-            self.spans.lock().unwrap().push(seen.clone());
+            capture.spans.lock().unwrap().push(seen.clone());
         }
     }
 }
@@ -172,15 +199,30 @@ async fn nodes_with_one_down() -> Vec<MemoryPool> {
 fn listen() -> (
     Capture,
     Snapshotter,
-    (DefaultGuard, LocalRecorderGuard<'static>),
+    (Listening, LocalRecorderGuard<'static>),
 ) {
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(ToThisThread);
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("nothing else in this test binary sets the global subscriber");
+    });
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let tracing = tracing::subscriber::set_default(subscriber);
+    CAPTURE.with(|c| *c.borrow_mut() = Some(capture.clone()));
+    let tracing = Listening;
     // Leaked, so that it outlives the guard that points at it: one small value per test.
     let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
     let metrics = metrics::set_default_local_recorder(recorder);
     (capture, recorder.snapshotter(), (tracing, metrics))
+}
+
+/// Ends this thread's capture when dropped.
+struct Listening;
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
 }
 
 fn options() -> Options {
