@@ -1,6 +1,8 @@
 //! The nemesis: plays a [`Schedule`] against the fleet (kill, restart, SIGSTOP and
 //! SIGCONT, deletes straight on the servers) and the proxies (mode switches).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::proxy::{Mode, ProxyControl};
@@ -34,13 +36,27 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Runs every step at `start + step.at` (blocking: call it on a blocking thread) and
     /// returns what was done.
+    ///
+    /// A kill carried out late (a slow step before it) is healed as late: the node stays
+    /// down as long as planned, so that it comes back only once the keys it held expired
+    /// (the schedule's kill hold), however slow the machine.
     pub fn run(&mut self, schedule: &Schedule, start: Instant) -> Vec<Event> {
         let mut events = Vec::with_capacity(schedule.steps.len());
+        let mut kill_late = vec![Duration::ZERO; self.fleet.len()];
         for step in &schedule.steps {
-            let due = start + step.at;
+            let mut due = start + step.at;
+            if step.action == Action::Heal(Fault::Kill) {
+                due += kill_late.get(step.node).copied().unwrap_or_default();
+            }
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
+            }
+            let done = Instant::now();
+            if step.action == Action::Inject(Fault::Kill)
+                && let Some(late) = kill_late.get_mut(step.node)
+            {
+                *late = done.saturating_duration_since(due);
             }
             let error = self.apply(step.node, step.action).err();
             events.push(Event {

@@ -10,13 +10,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::{info_field, io_error, log_tail, reap};
+use super::process::{claim, info_field, io_error, log_tail, reap};
 use super::{Fleet, FleetError, HOST, POLL};
 
 /// A cluster node's bus port is its port plus this.
@@ -237,15 +236,14 @@ fn serves(line: &str, slot: u16) -> bool {
     })
 }
 
-/// A free loopback port whose bus port (plus 10000) is free too.
+/// A free loopback port whose bus port (plus 10000) is free too, both never handed out
+/// before in this process.
 pub(super) fn free_port_pair() -> Result<u16, FleetError> {
     let mut last = None;
     for _ in 0..200 {
         let port = rand::random_range(PORTS);
-        let both = TcpListener::bind((HOST, port))
-            .and_then(|first| TcpListener::bind((HOST, port + BUS_OFFSET)).map(|_| first));
-        match both {
-            Ok(_) => return Ok(port),
+        match claim(&[port, port + BUS_OFFSET]) {
+            Ok(()) => return Ok(port),
             Err(e) => last = Some(e),
         }
     }

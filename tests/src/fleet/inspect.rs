@@ -65,6 +65,20 @@ impl Fleet {
         self.query(i, redis::cmd("KEYS").arg(pattern))
     }
 
+    /// How many clients on node `i` listen for releases of the lock `name` (`PUBSUB
+    /// NUMSUB` of its release channel): waiters that wait for a notification.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::NotRunning`] if killed, [`FleetError::Redis`] on failure or timeout.
+    pub fn subscribers(&self, i: usize, name: &str) -> Result<i64, FleetError> {
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB")
+            .arg(redlock_core::scripts::release_channel(name));
+        let (_, n): (String, i64) = self.query(i, &cmd)?;
+        Ok(n)
+    }
+
     /// How many times node `i` ran `command` (e.g. `"evalsha"`, `"script|load"`) since start
     /// or [`Fleet::reset_stats`], from `INFO commandstats`; 0 if never.
     ///

@@ -1,5 +1,6 @@
 //! Launching, probing and signalling `redis-server` children.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
@@ -14,13 +15,31 @@ use redis::{IntoConnectionInfo, RedisConnectionInfo};
 
 use super::*;
 
+/// Every port this process handed out. None is handed out twice, so that no fleet of a
+/// test running alongside takes a killed node's port before the node restarts on it.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Hands out `ports` if this process never did and each is free now.
+pub(super) fn claim(ports: &[u16]) -> io::Result<()> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    if ports.iter().any(|port| handed_out.contains(port)) {
+        return Err(io::Error::from(io::ErrorKind::AddrInUse));
+    }
+    for &port in ports {
+        TcpListener::bind((HOST, port))?;
+    }
+    handed_out.extend(ports);
+    Ok(())
+}
+
 /// A free loopback port below Linux's ephemeral range (32768 and up), so that no outgoing
-/// connection can take a killed node's port before the node restarts on it.
+/// connection can take a killed node's port before the node restarts on it, and never
+/// handed out before in this process ([`claim`]).
 pub(super) fn free_port() -> Result<u16, FleetError> {
     let mut last = None;
     for _ in 0..200 {
         let port = rand::random_range(20_000..32_768);
-        match TcpListener::bind((HOST, port)) {
+        match claim(&[port]) {
             Ok(_) => return Ok(port),
             Err(e) => last = Some(e),
         }
