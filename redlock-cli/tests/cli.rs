@@ -59,13 +59,48 @@ fn await_held(fleet: &Fleet, node: usize, name: &str) {
     }
 }
 
-/// A `redlock exec` holding `name` with `sleep seconds`, its output discarded, once node
-/// `node` holds the key.
-fn holder(fleet: &Fleet, name: &str, seconds: &str, node: usize) -> Child {
-    let mut command = redlock(fleet, &["exec", name, "--", "sleep", seconds]);
+/// A command for `redlock exec` that first creates the file `marker`, then sleeps for
+/// `seconds`: once the marker exists, `redlock` holds the lock.
+fn touch_then_sleep<'a>(marker: &'a str, seconds: &'a str) -> [&'a str; 5] {
+    [
+        "sh",
+        "-c",
+        "touch \"$0\" && exec sleep \"$1\"",
+        marker,
+        seconds,
+    ]
+}
+
+/// Where [`touch_then_sleep`] marks that the lock `name` is held; no file there yet.
+fn marker(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}held", name.replace(':', "-")));
+    let _ = std::fs::remove_file(&path);
+    path.to_string_lossy().into_owned()
+}
+
+/// Waits until `redlock` ran the command that creates `marker`, failing the test after
+/// [`PATIENCE`]; removes the marker.
+fn await_marker(marker: &str) {
+    let until = Instant::now() + PATIENCE;
+    while std::fs::remove_file(marker).is_err() {
+        assert!(
+            Instant::now() < until,
+            "the command never ran under the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `redlock exec` holding `name` for `seconds`, its output discarded, once it holds
+/// the lock.
+fn holder(fleet: &Fleet, name: &str, seconds: &str) -> Child {
+    let marker = marker(name);
+    let mut args = vec!["exec", name, "--"];
+    args.extend(touch_then_sleep(&marker, seconds));
+    let mut command = redlock(fleet, &args);
     let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
     let child = child.expect("spawn redlock");
-    await_held(fleet, node, name);
+    await_marker(&marker);
     child
 }
 
@@ -141,7 +176,7 @@ fn two_commands_started_at_once_never_interleave() {
 fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
     let fleet = fleet();
     let name = unique_prefix("cli_nonblock");
-    let holder = holder(&fleet, &name, "5", 0);
+    let holder = holder(&fleet, &name, "5");
     let out = run(&mut redlock(
         &fleet,
         &["exec", "--nonblock", "-E", "7", &name, "--", "true"],
@@ -166,16 +201,17 @@ fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
 fn a_lost_lock_stops_the_command_and_exits_with_the_lost_code() {
     let mut fleet = fleet();
     let name = unique_prefix("cli_lost");
-    let args = [
-        "exec", "--expiry", "1s", "--grace", "1s", &name, "--", "sleep", "60",
-    ];
+    let marker = marker(&name);
+    let mut args = vec!["exec", "--expiry", "1s", "--grace", "1s", &name, "--"];
+    args.extend(touch_then_sleep(&marker, "60"));
     let mut command = redlock(&fleet, &args);
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    await_held(&fleet, 2, &name);
+    // The lock is held (not merely set on one node): losing two nodes loses it.
+    await_marker(&marker);
     fleet.kill(0).unwrap();
     fleet.kill(1).unwrap();
     let out = finish(child);
@@ -216,7 +252,11 @@ fn status_shows_the_holder_on_every_node() {
     let free = run(&mut redlock(&fleet, &["status", &name]));
     assert!(free.status.success(), "{free:?}");
     assert!(String::from_utf8_lossy(&free.stdout).contains("free on every node"));
-    let mut holder = holder(&fleet, &name, "5", 2);
+    let mut holder = holder(&fleet, &name, "5");
+    // The lock may have been taken on a quorum before the third node answered.
+    for node in 0..3 {
+        await_held(&fleet, node, &name);
+    }
     let held = run(&mut redlock(&fleet, &["status", &name]));
     let text = String::from_utf8_lossy(&held.stdout);
     assert!(text.contains("on 3 of 3 nodes: the lock is held"), "{text}");
@@ -251,15 +291,23 @@ fn a_bad_url_is_one_line_and_a_config_exit() {
 fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
     let fleet = fleet();
     let name = unique_prefix("cli_wait_signal");
-    let mut holder = holder(&fleet, &name, "10", 2);
+    let mut holder = holder(&fleet, &name, "10");
     let mut waiter = redlock(&fleet, &["exec", &name, "--", "true"]);
     let waiter = waiter
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Time to start and to be refused once: then it waits, with its signal handlers set.
-    std::thread::sleep(Duration::from_secs(1));
+    // Once it listens for the release, it was refused once and waits, with its signal
+    // handlers set (they are set before its first try).
+    let until = Instant::now() + PATIENCE;
+    while (0..3).any(|node| fleet.subscribers(node, &name).unwrap() == 0) {
+        assert!(
+            Instant::now() < until,
+            "the waiter never listened for a release"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = waiter.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());

@@ -21,11 +21,14 @@ const SERVICE: &str = "redlock-test";
 const RESUME_WITHIN: Duration = Duration::from_secs(30);
 
 /// No restart quarantine: the servers are new, and so is a promoted replica's master.
+/// A second each and three tries: a pool's first call asks the Sentinels, connects and
+/// loads the script, which a loaded machine can make slow. A refusal (`NOPERM`, a wrong
+/// password) is not retried.
 fn options() -> Options {
     Options::new()
         .expiry(Duration::from_secs(5))
-        .timeout_factor(0.1)
-        .tries(1)
+        .timeout_factor(0.2)
+        .tries(3)
         .quarantine(Duration::ZERO)
 }
 

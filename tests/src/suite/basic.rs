@@ -53,13 +53,16 @@ pub async fn second_acquire_fails_while_held<P: Pool>(factory: &impl Factory<P>)
 
 /// A non-owner can neither unlock nor take over the lock; the owner's keys stay.
 pub async fn unlock_by_non_owner_changes_nothing<P: Pool>(factory: &impl Factory<P>) {
-    let c = Testbed::start(3, quick(300), factory, "non_owner_unlock");
+    let c = Testbed::start(3, quick(1_000), factory, "non_owner_unlock");
     let name = c.key("lock");
     let stale = c.redlock.lock(&name).await.expect("first owner");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The owner's keys must outlive the checks below, however slow the machine.
     let owner = c
         .redlock
-        .lock(&name)
+        .mutex_with(&name, quick(10_000))
+        .expect("mutex")
+        .lock()
         .await
         .expect("second owner after expiry");
     let err = stale
@@ -78,7 +81,7 @@ pub async fn unlock_by_non_owner_changes_nothing<P: Pool>(factory: &impl Factory
 
     let intruder = c
         .redlock
-        .mutex_with(&name, quick(300).value("not-the-owner"))
+        .mutex_with(&name, quick(1_000).value("not-the-owner"))
         .expect("mutex");
     let err = intruder
         .adopt()
@@ -95,7 +98,7 @@ pub async fn unlock_by_non_owner_changes_nothing<P: Pool>(factory: &impl Factory
 
 /// The owner can extend; the new TTL lands on every node and validity moves forward.
 pub async fn extend_by_owner_only<P: Pool>(factory: &impl Factory<P>) {
-    let c = Testbed::start(3, quick(1_000), factory, "extend_by_owner");
+    let c = Testbed::start(3, quick(5_000), factory, "extend_by_owner");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
     let before = guard.valid_until();
@@ -129,10 +132,10 @@ pub async fn extend_by_owner_only<P: Pool>(factory: &impl Factory<P>) {
 
 /// Once the lock has expired, extend fails and does not bring the keys back.
 pub async fn extend_fails_after_expiry<P: Pool>(factory: &impl Factory<P>) {
-    let c = Testbed::start(3, quick(200), factory, "extend_after_expiry");
+    let c = Testbed::start(3, quick(1_000), factory, "extend_after_expiry");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let err = guard.extend().await.expect_err("extend after expiry");
     assert!(err.is_expired(), "expected expired, got {err:?}");
     assert_eq!(
@@ -151,20 +154,21 @@ pub async fn extend_fails_after_expiry<P: Pool>(factory: &impl Factory<P>) {
 
 /// No node ever holds the key longer than the expiry asked for.
 pub async fn node_ttl_never_exceeds_expiry<P: Pool>(factory: &impl Factory<P>) {
-    let c = Testbed::start(3, quick(1_500), factory, "node_ttl");
+    // Seconds long, so that no key expires before it is read on a slow machine.
+    let c = Testbed::start(3, quick(6_000), factory, "node_ttl");
     let name = c.key("lock");
     let mut guard = c.redlock.lock(&name).await.expect("lock");
-    assert_pttl(&c, &name, 1, 1_500);
+    assert_pttl(&c, &name, 1, 6_000);
     guard
-        .extend_to(Duration::from_millis(700))
+        .extend_to(Duration::from_millis(3_000))
         .await
         .expect("extend shorter");
-    assert_pttl(&c, &name, 1, 700);
+    assert_pttl(&c, &name, 1, 3_000);
     guard
         .extend()
         .await
         .expect("extend to the lock's own expiry");
-    assert_pttl(&c, &name, 1, 1_500);
+    assert_pttl(&c, &name, 1, 6_000);
     guard.unlock().await.expect("unlock");
 }
 

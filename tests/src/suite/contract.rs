@@ -280,9 +280,11 @@ fn get_now_returns<P: Pool>(pool: &Arc<P>) {
 /// silent after the network heals; once the core asks the pool for a new connection,
 /// after a few timeouts in a row, the node votes again.
 pub async fn silent_node_votes_again_after_the_network_heals<P: Pool>(factory: &impl Factory<P>) {
-    // A 200 ms per-node timeout, and a second try, so that a slow moment of a loaded
-    // machine does not fail the lock on the two healthy nodes.
-    let options = quick(4_000).timeout_factor(0.05).tries(2);
+    // A 1 s per-node timeout, and a second try, so that a slow moment of a loaded machine
+    // does not fail the lock on the two healthy nodes. The count of node 0's timeouts
+    // below is exact only while every lock takes one try: a retry after the third timeout
+    // would go over the new connection.
+    let options = quick(8_000).timeout_factor(0.125).tries(2);
     let bed = Testbed::start_proxied(3, options, factory, "silent_node").await;
     let name = bed.key("lock");
     bed.cycle(&name).await;

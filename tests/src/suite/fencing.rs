@@ -78,7 +78,7 @@ async fn lock_eventually<P: Pool>(redlock: &Redlock<P>, name: &str) -> redlock_c
 /// through the driver's connection) comes back [`Write::Stale`] and changes nothing. A
 /// holding may write more than once under its token.
 pub async fn stale_holder_write_is_refused<P: Pool>(factory: &impl Factory<P>) {
-    let c = Testbed::start(3, fenced(300), factory, "fenced_write");
+    let c = Testbed::start(3, fenced(1_000), factory, "fenced_write");
     let name = c.key("lock");
     let data = format!("{{{name}}}:data");
     let data_fence = format!("{{{name}}}:data:fence");
@@ -89,7 +89,7 @@ pub async fn stale_holder_write_is_refused<P: Pool>(factory: &impl Factory<P>) {
     let write = fence::fenced_set(&mut conn, &data, &data_fence, "first", old).await;
     assert_eq!(write.expect("write"), Write::Written);
     // The holder stalls past its expiry; another takes over and writes.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let other: Redlock<P> = manager(&c.fleet, fenced(5_000), factory);
     let next = other.lock(&name).await.expect("lock after the expiry");
     let new = next.token().expect("token");

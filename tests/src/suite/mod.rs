@@ -221,7 +221,7 @@ macro_rules! conformance_tests {
             silent_node_votes_again_after_the_network_heals,
             wrong_password_fails_at_once_and_says_so,
             passwords_never_appear_in_output,
-            lease_outlives_five_expiries_and_stays_exclusive,
+            lease_outlives_three_expiries_and_stays_exclusive,
             majority_killed_under_a_lease_fires_before_the_deadline,
             takeover_is_reported_as_taken,
             unlocked_lease_renews_nothing,

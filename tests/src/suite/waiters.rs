@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use redlock_core::scripts::release_channel;
 use redlock_core::{Options, Pool};
 
 use super::{Factory, Testbed, manager, quick};
@@ -28,12 +27,7 @@ fn slow_poll() -> Options {
 /// NUMSUB`).
 fn subscribers<P: Pool>(c: &Testbed<P>, name: &str) -> Vec<i64> {
     (0..c.fleet.len())
-        .map(|i| {
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("NUMSUB").arg(release_channel(name));
-            let (_, n): (String, i64) = c.fleet.query(i, &cmd).expect("pubsub numsub");
-            n
-        })
+        .map(|i| c.fleet.subscribers(i, name).expect("pubsub numsub"))
         .collect()
 }
 
