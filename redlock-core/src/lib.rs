@@ -68,8 +68,9 @@
 //! | `redlock.renew` (a lease's renewal; holds a `redlock.extend`) | `lock`, `attempt` (1 for the first try of a renewal), `outcome`, `validity_left_ms` |
 //! | `redlock.unlock` | `lock`, `outcome` |
 //!
-//! An acquire future dropped before it ends closes its span without an outcome and counts
-//! nowhere; so does the lock inside [`Mutex::lock_or_cancel`] when `cancel` wins, and
+//! An acquire its caller gave up on (a [`Mutex::lock_or_cancel`] whose `cancel` won, or
+//! a dropped acquire future: a timeout or `select!` around it, an aborted task) ends with
+//! outcome `cancelled`, with the attempts made by then, in its span and its metrics.
 //! [`Mutex::adopt`] is not recorded. With [`Options::fail_fast`], `quorum_margin` counts
 //! the nodes that had agreed when the outcome was certain, so it is usually 0. Events,
 //! inside the span of the call they belong to where there is one:
@@ -93,7 +94,7 @@
 //!
 //! | metric | kind | labels | what |
 //! |---|---|---|---|
-//! | `redlock_acquires_total` | counter | `call`, `outcome` | acquire calls by how they ended: `ok` is an acquisition, the rest are refusals (`taken`, `no_quorum`, `deadline`, `validity_exhausted`, `config`, ...) |
+//! | `redlock_acquires_total` | counter | `call`, `outcome` | acquire calls by how they ended: `ok` is an acquisition, `cancelled` a call its caller gave up on, the rest are refusals (`taken`, `no_quorum`, `deadline`, `validity_exhausted`, `config`, ...) |
 //! | `redlock_acquire_wait_seconds` | histogram | `call`, `outcome` | from an acquire call to its end, retries and waits included |
 //! | `redlock_acquire_seconds` | histogram | `call` | the winning attempt's round, the latency of an acquisition |
 //! | `redlock_acquire_attempts` | histogram | `call`, `outcome` | attempts per acquire call |

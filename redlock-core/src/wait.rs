@@ -8,6 +8,7 @@
 //! retry delay, capped by when the holder's keys expire, when the nodes said) and the
 //! deadline. A wake is a hint only: the loop never depends on one arriving.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use crate::conn::Pool;
 use crate::error::{Error, Result};
 use crate::listen::{Hub, Interest};
-use crate::observe;
+use crate::observe::{self, Acquiring};
 use crate::round::{Held, Refusal, Target};
 use crate::scripts::release_channel;
 
@@ -53,19 +54,13 @@ pub(crate) async fn acquire<P: Pool>(
     deadline: Option<Instant>,
     call: &'static str,
 ) -> Result<Held> {
-    let started = observe::Started::now();
-    let span = observe::acquire_span(target.name(), call);
-    let mut attempts = 0;
-    let acquired = acquire_in(target, hub, tries, deadline, &mut attempts);
-    let result = observe::instrument(&span, acquired).await;
-    observe::acquire_end(
-        &span,
-        call,
-        started,
-        &result,
-        attempts,
-        target.settings().quorum,
-    );
+    // Declared before the call, so that a call dropped part-way is dropped before the
+    // recording, which then records it as cancelled.
+    let attempts = AtomicU32::new(0);
+    let recording = Acquiring::start(target.name(), call, &attempts, target.settings().quorum);
+    let acquired = acquire_in(target, hub, tries, deadline, &attempts);
+    let result = observe::instrument(&recording.span, acquired).await;
+    recording.end(&result);
     result
 }
 
@@ -75,7 +70,7 @@ async fn acquire_in<P: Pool>(
     hub: &Hub,
     tries: u32,
     deadline: Option<Instant>,
-    attempts: &mut u32,
+    attempts: &AtomicU32,
 ) -> Result<Held> {
     if tries == 0 {
         return Err(Error::config("tries must be at least 1"));
@@ -97,7 +92,7 @@ async fn acquire_in<P: Pool>(
         if let Some(interest) = wait.interest.as_mut() {
             interest.mark_seen();
         }
-        *attempts += 1;
+        let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
         let refusal = match target.attempt(deadline).await {
             Ok(held) => {
                 // Wakes that came during the attempt were for the release it won on:
@@ -109,7 +104,7 @@ async fn acquire_in<P: Pool>(
             }
             Err(refusal) => refusal,
         };
-        observe::attempt_refused(*attempts, &refusal.error);
+        observe::attempt_refused(attempt, &refusal.error);
         if passed(deadline) {
             return Err(target.deadline_exceeded(Some(refusal.error)));
         }

@@ -427,3 +427,40 @@ async fn refusals_lost_leases_background_releases_quarantine_and_wakes_are_recor
     assert_eq!(heard, 2, "the release, from the two nodes up");
     woken.unlock().await.unwrap();
 }
+
+/// An acquire its caller gave up on (a `lock_or_cancel` whose `cancel` won, a `lock` cut
+/// short by a timeout) is recorded as `cancelled`, with the attempts made by then.
+#[tokio::test(start_paused = true)]
+async fn an_acquire_its_caller_gave_up_on_is_recorded_as_cancelled() {
+    let pools = nodes_with_one_down().await;
+    let (capture, snapshotter, _guards) = listen();
+    let holder = manager(&pools, options()).lock(KEY).await.unwrap();
+    let waiting = options().tries(100).retry_delay(ms(100), ms(100));
+    let mutex = manager(&pools, waiting).mutex(KEY).unwrap();
+    let cancelled = mutex.lock_or_cancel(tokio::time::sleep(ms(250))).await;
+    assert!(cancelled.unwrap_err().is_cancelled());
+    let cut = tokio::time::timeout(ms(250), mutex.lock()).await;
+    assert!(cut.is_err(), "the lock was cut short by the timeout");
+    holder.unlock().await.unwrap();
+
+    let acquires = capture.spans("redlock.acquire");
+    let outcomes: Vec<&str> = acquires.iter().map(|s| s.field("outcome")).collect();
+    assert_eq!(outcomes, ["ok", "cancelled", "cancelled"], "{acquires:#?}");
+    let mut attempts = Vec::new();
+    for span in &acquires[1..] {
+        assert_eq!(span.field("call"), "lock");
+        let waited: u64 = span.field("wait_ms").parse().unwrap();
+        assert!((250..=251).contains(&waited), "{span:#?}");
+        let made: f64 = span.field("attempts").parse().unwrap();
+        assert!(made >= 2.0, "refused, then retried after 100 ms: {span:#?}");
+        attempts.push(made);
+    }
+
+    let metrics = read(&snapshotter);
+    let ok = "redlock_acquires_total{call=lock,outcome=ok}";
+    assert_eq!(counter(&metrics, ok), 1);
+    let gave_up = "redlock_acquires_total{call=lock,outcome=cancelled}";
+    assert_eq!(counter(&metrics, gave_up), 2);
+    let made = "redlock_acquire_attempts{call=lock,outcome=cancelled}";
+    assert_eq!(histogram(&metrics, made), attempts);
+}

@@ -28,8 +28,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::error::{Error, LostReason};
-use crate::round::Held;
 use crate::tally::Vote;
+
+mod acquire;
+
+pub(crate) use acquire::{Acquiring, attempt_refused};
 
 /// Whether anything is recorded: to skip work done only for it.
 pub(crate) const ENABLED: bool = cfg!(any(feature = "tracing", feature = "metrics"));
@@ -112,70 +115,6 @@ fn node_name(address: Option<&Arc<str>>, node: usize) -> Arc<str> {
         Some(address) => address.clone(),
         None => format!("node{node}").into(),
     }
-}
-
-/// The span of one acquire call (`call`: `lock`, `try_lock` or `lock_until`).
-pub(crate) fn acquire_span(lock: &str, call: &'static str) -> Span {
-    #[cfg(feature = "tracing")]
-    return tracing::debug_span!(
-        "redlock.acquire",
-        lock,
-        call,
-        attempts = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-        quorum_margin = tracing::field::Empty,
-        validity_left_ms = tracing::field::Empty,
-        wait_ms = tracing::field::Empty,
-    );
-    #[cfg(not(feature = "tracing"))]
-    Span
-}
-
-/// Records the end of an acquire call: `attempts` made, and for a success, how many nodes
-/// agreed beyond the `quorum`, the validity left and how long the winning round took.
-pub(crate) fn acquire_end(
-    span: &Span,
-    call: &'static str,
-    started: Started,
-    result: &Result<Held, Error>,
-    attempts: u32,
-    quorum: usize,
-) {
-    #[cfg(any(feature = "tracing", feature = "metrics"))]
-    {
-        let outcome = outcome(result.as_ref().err());
-        let waited = started.elapsed();
-        let held = result.as_ref().ok();
-        #[cfg(feature = "tracing")]
-        {
-            span.record("attempts", attempts);
-            span.record("outcome", outcome);
-            span.record("wait_ms", millis(waited));
-            if let Some(held) = held {
-                let left = held.valid_until.saturating_duration_since(Instant::now());
-                span.record("quorum_margin", held.agreed.saturating_sub(quorum));
-                span.record("validity_left_ms", millis(left));
-            }
-        }
-        #[cfg(feature = "metrics")]
-        {
-            metrics::counter!("redlock_acquires_total", "call" => call, "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("redlock_acquire_wait_seconds", "call" => call, "outcome" => outcome)
-                .record(waited);
-            metrics::histogram!("redlock_acquire_attempts", "call" => call, "outcome" => outcome)
-                .record(f64::from(attempts));
-            if let Some(held) = held {
-                metrics::histogram!("redlock_acquire_seconds", "call" => call).record(held.took);
-            }
-        }
-    }
-}
-
-/// Records an acquire attempt that did not win (the lock span's child event).
-pub(crate) fn attempt_refused(attempt: u32, error: &Error) {
-    #[cfg(feature = "tracing")]
-    tracing::debug!(attempt, reason = error.kind(), error = %error, "redlock: attempt refused");
 }
 
 /// The span of one call on a held lock.
