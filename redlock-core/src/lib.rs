@@ -68,9 +68,11 @@
 //! | `redlock.renew` (a lease's renewal; holds a `redlock.extend`) | `lock`, `attempt` (1 for the first try of a renewal), `outcome`, `validity_left_ms` |
 //! | `redlock.unlock` | `lock`, `outcome` |
 //!
-//! An acquire its caller gave up on (a [`Mutex::lock_or_cancel`] whose `cancel` won, or
-//! a dropped acquire future: a timeout or `select!` around it, an aborted task) ends with
-//! outcome `cancelled`, with the attempts made by then, in its span and its metrics.
+//! An acquire its caller gave up on once it had started (a [`Mutex::lock_or_cancel`]
+//! whose `cancel` won, or a dropped acquire future: a timeout or `select!` around it, an
+//! aborted task) ends with outcome `cancelled`, with the attempts made by then, in its
+//! span and its metrics; one given up before it was first polled (a `cancel` already
+//! complete) made no attempt and records nothing.
 //! [`Mutex::adopt`] is not recorded. With [`Options::fail_fast`], `quorum_margin` counts
 //! the nodes that had agreed when the outcome was certain, so it is usually 0. Events,
 //! inside the span of the call they belong to where there is one:

@@ -21,8 +21,8 @@ const CANCELLED: &str = "cancelled";
 /// One acquire call being recorded (`call`: `lock`, `try_lock` or `lock_until`), from
 /// its start to its end. Dropped before [`Acquiring::end`], it records the call as
 /// `cancelled`, with the attempts made by then.
-// With both features off nothing is recorded: the fields are carried, never read.
-#[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+// With a feature off, what only it records is carried, never read.
+#[cfg_attr(not(all(feature = "tracing", feature = "metrics")), allow(dead_code))]
 pub(crate) struct Acquiring<'a> {
     /// The call's span, for the attempts to run in.
     pub(crate) span: Span,
@@ -109,7 +109,8 @@ impl<'a> Acquiring<'a> {
 #[cfg(any(feature = "tracing", feature = "metrics"))]
 impl Drop for Acquiring<'_> {
     fn drop(&mut self) {
-        if !self.ended {
+        // A panic in the call is not the caller giving up.
+        if !self.ended && !std::thread::panicking() {
             self.record(None, CANCELLED);
         }
     }
