@@ -23,12 +23,11 @@ pub(crate) fn install(what: &[String]) -> Result<()> {
             "--observe {other:?}: one of {known:?}"
         )));
     }
-    let level = if what.iter().any(|w| w == "tracing-debug") {
+    let named = |name: &str| what.iter().any(|w| w == name);
+    let level = if named("tracing-debug") {
         Some(tracing::Level::DEBUG)
     } else {
-        what.iter()
-            .any(|w| w == "tracing")
-            .then_some(tracing::Level::INFO)
+        named("tracing").then_some(tracing::Level::INFO)
     };
     if let Some(level) = level {
         let subscriber = tracing_subscriber::fmt()
@@ -37,7 +36,7 @@ pub(crate) fn install(what: &[String]) -> Result<()> {
             .finish();
         tracing::subscriber::set_global_default(subscriber)?;
     }
-    if what.iter().any(|w| w == "metrics") {
+    if named("metrics") {
         metrics::set_global_recorder(Recorder::default())
             .map_err(|e| crate::fail(format!("installing the recorder: {e}")))?;
     }

@@ -29,16 +29,21 @@ fn redlock_at(urls: &[String], args: &[&str]) -> Command {
     command
 }
 
-/// Waits for `child`, failing the test after [`PATIENCE`].
-fn finish(mut child: Child) -> Output {
+/// Polls `done` every 20 ms until it holds, failing the test with `never` after
+/// [`PATIENCE`].
+fn eventually(never: &str, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < until,
-            "redlock did not finish in {PATIENCE:?}"
-        );
+    while !done() {
+        assert!(Instant::now() < until, "{never} (waited {PATIENCE:?})");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits for `child`, failing the test after [`PATIENCE`].
+fn finish(mut child: Child) -> Output {
+    eventually("redlock did not finish", || {
+        child.try_wait().unwrap().is_some()
+    });
     child.wait_with_output().unwrap()
 }
 
@@ -52,56 +57,40 @@ fn run(command: &mut Command) -> Output {
 
 /// Waits until node `node` holds the key `name`, failing the test after [`PATIENCE`].
 fn await_held(fleet: &Fleet, node: usize, name: &str) {
-    let until = Instant::now() + PATIENCE;
-    while fleet.get(node, name).unwrap().is_none() {
-        assert!(Instant::now() < until, "{name} never locked on node {node}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(&format!("{name} never locked on node {node}"), || {
+        fleet.get(node, name).unwrap().is_some()
+    });
 }
 
-/// A command for `redlock exec` that first creates the file `marker`, then sleeps for
-/// `seconds`: once the marker exists, `redlock` holds the lock.
-fn touch_then_sleep<'a>(marker: &'a str, seconds: &'a str) -> [&'a str; 5] {
-    [
-        "sh",
-        "-c",
-        "touch \"$0\" && exec sleep \"$1\"",
-        marker,
-        seconds,
-    ]
-}
-
-/// Where [`touch_then_sleep`] marks that the lock `name` is held; no file there yet.
-fn marker(name: &str) -> String {
+/// `redlock exec OPTIONS NAME -- COMMAND`, where the command creates a marker file and
+/// then sleeps for `seconds`; returned once the marker exists, so once `redlock` holds
+/// the lock (not merely once some node has its key). Its stdout is discarded, its stderr
+/// goes to `stderr`.
+fn hold(fleet: &Fleet, options: &[&str], name: &str, seconds: &str, stderr: Stdio) -> Child {
     let path = std::env::temp_dir().join(format!("{}held", name.replace(':', "-")));
     let _ = std::fs::remove_file(&path);
-    path.to_string_lossy().into_owned()
-}
-
-/// Waits until `redlock` ran the command that creates `marker`, failing the test after
-/// [`PATIENCE`]; removes the marker.
-fn await_marker(marker: &str) {
-    let until = Instant::now() + PATIENCE;
-    while std::fs::remove_file(marker).is_err() {
-        assert!(
-            Instant::now() < until,
-            "the command never ran under the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let marker = path.to_string_lossy();
+    let touch_then_sleep = ["sh", "-c", "touch \"$0\" && exec sleep \"$1\""];
+    let args = [
+        &["exec"],
+        options,
+        &[name, "--"],
+        &touch_then_sleep,
+        &[&marker, seconds],
+    ];
+    let mut command = redlock(fleet, &args.concat());
+    let child = command.stdout(Stdio::null()).stderr(stderr).spawn();
+    let child = child.expect("spawn redlock");
+    eventually("the command never ran under the lock", || {
+        std::fs::remove_file(&path).is_ok()
+    });
+    child
 }
 
 /// A `redlock exec` holding `name` for `seconds`, its output discarded, once it holds
 /// the lock.
 fn holder(fleet: &Fleet, name: &str, seconds: &str) -> Child {
-    let marker = marker(name);
-    let mut args = vec!["exec", name, "--"];
-    args.extend(touch_then_sleep(&marker, seconds));
-    let mut command = redlock(fleet, &args);
-    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-    let child = child.expect("spawn redlock");
-    await_marker(&marker);
-    child
+    hold(fleet, &[], name, seconds, Stdio::null())
 }
 
 fn fleet() -> Fleet {
@@ -201,17 +190,9 @@ fn nonblock_on_a_held_name_exits_with_the_conflict_code_while_it_is_held() {
 fn a_lost_lock_stops_the_command_and_exits_with_the_lost_code() {
     let mut fleet = fleet();
     let name = unique_prefix("cli_lost");
-    let marker = marker(&name);
-    let mut args = vec!["exec", "--expiry", "1s", "--grace", "1s", &name, "--"];
-    args.extend(touch_then_sleep(&marker, "60"));
-    let mut command = redlock(&fleet, &args);
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let options = ["--expiry", "1s", "--grace", "1s"];
     // The lock is held (not merely set on one node): losing two nodes loses it.
-    await_marker(&marker);
+    let child = hold(&fleet, &options, &name, "60", Stdio::piped());
     fleet.kill(0).unwrap();
     fleet.kill(1).unwrap();
     let out = finish(child);
@@ -300,14 +281,9 @@ fn a_signal_while_waiting_exits_as_a_shell_reports_it() {
         .unwrap();
     // Once it listens for the release, it was refused once and waits, with its signal
     // handlers set (they are set before its first try).
-    let until = Instant::now() + PATIENCE;
-    while (0..3).any(|node| fleet.subscribers(node, &name).unwrap() == 0) {
-        assert!(
-            Instant::now() < until,
-            "the waiter never listened for a release"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the waiter never listened for a release", || {
+        (0..3).all(|node| fleet.subscribers(node, &name).unwrap() > 0)
+    });
     let pid = waiter.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::{claim, info_field, io_error, log_tail, reap};
+use super::process::{free_ports, info_field, io_error, log_tail, reap};
 use super::{Fleet, FleetError, HOST, POLL};
 
 /// A cluster node's bus port is its port plus this.
@@ -239,16 +239,7 @@ fn serves(line: &str, slot: u16) -> bool {
 /// A free loopback port whose bus port (plus 10000) is free too, both never handed out
 /// before in this process.
 pub(super) fn free_port_pair() -> Result<u16, FleetError> {
-    let mut last = None;
-    for _ in 0..200 {
-        let port = rand::random_range(PORTS);
-        match claim(&[port, port + BUS_OFFSET]) {
-            Ok(()) => return Ok(port),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse));
-    Err(io_error("find a free port pair")(e))
+    free_ports(PORTS, &[0, BUS_OFFSET], "find a free port pair")
 }
 
 /// The command-line client that comes with `server`: `valkey-cli` beside

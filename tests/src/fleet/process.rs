@@ -20,7 +20,7 @@ use super::*;
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// Hands out `ports` if this process never did and each is free now.
-pub(super) fn claim(ports: &[u16]) -> io::Result<()> {
+fn claim(ports: &[u16]) -> io::Result<()> {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
     if ports.iter().any(|port| handed_out.contains(port)) {
         return Err(io::Error::from(io::ErrorKind::AddrInUse));
@@ -36,16 +36,28 @@ pub(super) fn claim(ports: &[u16]) -> io::Result<()> {
 /// connection can take a killed node's port before the node restarts on it, and never
 /// handed out before in this process ([`claim`]).
 pub(super) fn free_port() -> Result<u16, FleetError> {
+    free_ports(20_000..32_768, &[0], "find a free port")
+}
+
+/// A port drawn from `range` that is free and never handed out before, and so are the
+/// ports `offsets` above it (0 for the port itself); all are claimed. `what` names the
+/// search in its error.
+pub(super) fn free_ports(
+    range: std::ops::Range<u16>,
+    offsets: &[u16],
+    what: &'static str,
+) -> Result<u16, FleetError> {
     let mut last = None;
     for _ in 0..200 {
-        let port = rand::random_range(20_000..32_768);
-        match claim(&[port]) {
-            Ok(_) => return Ok(port),
+        let port = rand::random_range(range.clone());
+        let ports: Vec<u16> = offsets.iter().map(|offset| port + offset).collect();
+        match claim(&ports) {
+            Ok(()) => return Ok(port),
             Err(e) => last = Some(e),
         }
     }
     let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse));
-    Err(io_error("find a free port")(e))
+    Err(io_error(what)(e))
 }
 
 /// Spawns a server on `port` and waits until it answers as our child; reaps it on failure.
